@@ -1,0 +1,149 @@
+"""The exceptions nim-workflow raises, and only those.
+
+Every exception is a :class:`NimWorkflowError`; each also subclasses the builtin it means, so a
+caller may catch either (``except nw.CaseNotFound`` or ``except LookupError``)::
+
+    NimWorkflowError (Exception)
+    ├── PathwayError (ValueError)            a pathway definition is invalid; lists every problem
+    ├── InvalidInput (ValueError)            a bad argument: naive datetime, undeclared fact, ...
+    ├── CaseNotFound (LookupError)           no case has that reference
+    ├── CaseExists (ValueError)              a case with that reference is already open
+    ├── ActionRefused                        the case is fine, the action is not allowed now
+    │   ├── TransitionNotAllowed             trigger not valid from the current stage
+    │   ├── RequirementsNotMet               required facts or a reason are missing
+    │   ├── PermissionDenied (PermissionError) the actor lacks every role the action needs
+    │   └── CasePaused                       the case's clock is stopped
+    └── ConcurrentUpdate                     someone else changed the case first
+
+Each carries its context as attributes (``reference``, ``trigger``, ``roles``, ...), so hosts can
+build their own messages without parsing ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class NimWorkflowError(Exception):
+    """The base of every error this library raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a pathway file: where it is, which field, and what is wrong."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.field}: {self.message}"
+
+
+class PathwayError(NimWorkflowError, ValueError):
+    """A pathway definition is invalid. ``problems`` lists every problem found, in file order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in pathway definition"
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class InvalidInput(NimWorkflowError, ValueError):
+    """An argument is not acceptable: a naive datetime, an undeclared fact, a bad value."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class CaseNotFound(NimWorkflowError, LookupError):
+    """No case has this reference."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"no case with reference {reference!r}")
+
+
+class CaseExists(NimWorkflowError, ValueError):
+    """A case with this reference already exists."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"a case with reference {reference!r} already exists")
+
+
+class ActionRefused(NimWorkflowError):
+    """The action is not allowed on this case now; the refusal is audited as ``denied``."""
+
+    reference: str
+
+
+class TransitionNotAllowed(ActionRefused):
+    """The trigger is not valid from the case's current stage."""
+
+    def __init__(self, reference: str, trigger: str, stage: str, allowed: Iterable[str]) -> None:
+        self.reference = reference
+        self.trigger = trigger
+        self.stage = stage
+        self.allowed: tuple[str, ...] = tuple(sorted(allowed))
+        valid = ", ".join(self.allowed) if self.allowed else "none"
+        super().__init__(
+            f"case {reference}: {trigger!r} is not valid from stage {stage!r}; "
+            f"valid triggers there: {valid}"
+        )
+
+
+class RequirementsNotMet(ActionRefused):
+    """Facts the transition requires are missing (or a required reason was not given)."""
+
+    def __init__(self, reference: str, action: str, missing: Iterable[str]) -> None:
+        self.reference = reference
+        self.action = action
+        self.missing: tuple[str, ...] = tuple(missing)
+        super().__init__(
+            f"case {reference}: {action!r} requires {', '.join(self.missing)}, not yet recorded"
+        )
+
+
+class PermissionDenied(ActionRefused, PermissionError):
+    """The actor holds none of the roles the action requires."""
+
+    def __init__(
+        self, reference: str, action: str, actor_id: str, required: Iterable[str]
+    ) -> None:
+        self.reference = reference
+        self.action = action
+        self.actor_id = actor_id
+        self.required: tuple[str, ...] = tuple(sorted(required))
+        super().__init__(
+            f"case {reference}: {actor_id} may not {action}; it needs one of the roles "
+            f"{', '.join(self.required) or '(none: nobody may)'}"
+        )
+
+
+class CasePaused(ActionRefused):
+    """The case's clock is stopped; resume it before firing transitions."""
+
+    def __init__(self, reference: str, action: str) -> None:
+        self.reference = reference
+        self.action = action
+        super().__init__(f"case {reference} is paused; resume it before {action!r}")
+
+
+class ConcurrentUpdate(NimWorkflowError):
+    """Someone else changed the case first; re-read it and decide again."""
+
+    def __init__(self, reference: str, expected: int | None, actual: int | None) -> None:
+        self.reference = reference
+        self.expected = expected
+        self.actual = actual
+        if expected is not None and actual is not None:
+            detail = f"expected version {expected}, found {actual}"
+        else:
+            detail = "another writer committed a change to it first"
+        super().__init__(f"case {reference} was changed concurrently: {detail}")
