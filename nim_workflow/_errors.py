@@ -12,7 +12,8 @@ caller may catch either (``except nw.CaseNotFound`` or ``except LookupError``)::
     │   ├── TransitionNotAllowed             trigger not valid from the current stage
     │   ├── RequirementsNotMet               required facts or a reason are missing
     │   ├── PermissionDenied (PermissionError) the actor lacks every role the action needs
-    │   └── CasePaused                       the case's clock is stopped
+    │   ├── CasePaused                       the case's clock is stopped
+    │   └── ExtensionNotAllowed              the deadline's rule allows no (further) extension
     └── ConcurrentUpdate                     someone else changed the case first
 
 Each carries its context as attributes (``reference``, ``trigger``, ``roles``, ...), so hosts can
@@ -113,9 +114,7 @@ class RequirementsNotMet(ActionRefused):
 class PermissionDenied(ActionRefused, PermissionError):
     """The actor holds none of the roles the action requires."""
 
-    def __init__(
-        self, reference: str, action: str, actor_id: str, required: Iterable[str]
-    ) -> None:
+    def __init__(self, reference: str, action: str, actor_id: str, required: Iterable[str]) -> None:
         self.reference = reference
         self.action = action
         self.actor_id = actor_id
@@ -133,6 +132,16 @@ class CasePaused(ActionRefused):
         self.reference = reference
         self.action = action
         super().__init__(f"case {reference} is paused; resume it before {action!r}")
+
+
+class ExtensionNotAllowed(ActionRefused):
+    """The deadline cannot be extended: its rule allows no extension, or the limit is reached."""
+
+    def __init__(self, reference: str, deadline: str, why: str) -> None:
+        self.reference = reference
+        self.deadline = deadline
+        self.why = why
+        super().__init__(f"case {reference}: deadline {deadline!r} cannot be extended: {why}")
 
 
 class ConcurrentUpdate(NimWorkflowError):

@@ -1,9 +1,9 @@
 """The typed, immutable model of a pathway definition.
 
-A pathway file (YAML, under ``pathways/``) compiles into one :class:`Pathway`. Everything the engine,
-the deadline processor and the report need is here, resolved: ``from: "*"`` expanded to the open
-stages, default reminders filled in, the content hash computed. Nothing in this module reads files;
-see ``_loader`` for parsing and validation.
+A pathway file (YAML, under ``pathways/``) compiles into one :class:`Pathway`. Everything the
+engine, the deadline processor and the report need is here, resolved: ``from: "*"`` expanded to
+the open stages, default reminders filled in, the content hash computed. Nothing in this module
+reads files; see ``_loader`` for parsing and validation.
 
 The file format (every key; ``?`` marks optional ones)::
 
@@ -88,7 +88,8 @@ class Duration:
         match = _DURATION.match(text)
         if match is None:
             raise ValueError(
-                f"{text!r} is not a duration; write '<N> <unit>' with unit one of {', '.join(UNITS)}"
+                f"{text!r} is not a duration; write '<N> <unit>' "
+                f"with unit one of {', '.join(UNITS)}"
             )
         return cls(amount=int(match.group(1)), unit=match.group(2))  # type: ignore[arg-type]
 
@@ -132,8 +133,11 @@ class Transition:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reminder:
-    """When a deadline reminds: ``before`` its due date, ``every`` period from its start, or at a
-    ``fraction`` of the span from start to due date. Exactly one of the three is set."""
+    """When a deadline reminds.
+
+    ``before`` its due date, ``every`` period from its start, or at a ``fraction`` of the span
+    from start to due date. Exactly one of the three is set.
+    """
 
     label: str
     before: Duration | None = None

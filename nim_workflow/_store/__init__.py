@@ -1,0 +1,1 @@
+"""Persistence: the tables, the Alembic migrations and the database connection rules."""

@@ -1,0 +1,198 @@
+"""The library's tables, as SQLAlchemy Core metadata.
+
+Every table name starts with ``nimwf_`` so the schema sits beside a host's own tables without
+collisions. Instants are stored in UTC (``UTCDateTime`` makes SQLite behave like PostgreSQL's
+``timestamptz`` and hands back aware datetimes); local dates are plain ``Date`` columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as UTC; naive values are refused rather than guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            raise ValueError(f"refusing to store a naive datetime: {value!r}")
+        value = value.astimezone(dt.UTC)
+        # SQLite has no time zone type: store naive UTC, re-attach UTC on the way out.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+pathways = Table(
+    "nimwf_pathways",
+    metadata,
+    Column("pathway_id", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("title", String(300), nullable=False),
+    # The exact definition, so a case stays on the version it started with even after the
+    # file on disk moves on.
+    Column("source_text", Text, nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+)
+
+cases = Table(
+    "nimwf_cases",
+    metadata,
+    Column("reference", String(100), primary_key=True),
+    Column("pathway_id", String(100), nullable=False),
+    Column("pathway_version", Integer, nullable=False),
+    Column("site", String(100), nullable=False),
+    Column("stage", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("stage_entered_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("outcome", String(100), nullable=True),
+    Column("paused_at", UTCDateTime, nullable=True),
+    Column("facts", JSON, nullable=False),
+    # The newest audit event of this case: removing it from the log is then detectable.
+    Column("audit_head_seq", Integer, nullable=True),
+    Column("audit_head_hash", String(64), nullable=True),
+    ForeignKeyConstraint(
+        ["pathway_id", "pathway_version"],
+        ["nimwf_pathways.pathway_id", "nimwf_pathways.version"],
+    ),
+    Index("ix_nimwf_cases_site_stage", "site", "stage"),
+    Index("ix_nimwf_cases_closed_at", "closed_at"),
+)
+
+stage_intervals = Table(
+    "nimwf_stage_intervals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", ForeignKey("nimwf_cases.reference"), nullable=False),
+    Column("stage", String(100), nullable=False),
+    Column("entered_at", UTCDateTime, nullable=False),
+    Column("left_at", UTCDateTime, nullable=True),
+    Column("entered_by", String(100), nullable=True),
+    Column("left_by", String(100), nullable=True),
+    Index("ix_nimwf_stage_intervals_reference", "reference", "id"),
+)
+
+pauses = Table(
+    "nimwf_pauses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", ForeignKey("nimwf_cases.reference"), nullable=False),
+    Column("paused_at", UTCDateTime, nullable=False),
+    Column("resumed_at", UTCDateTime, nullable=True),
+    Column("paused_on", Date, nullable=False),
+    Column("resumed_on", Date, nullable=True),
+    Index("ix_nimwf_pauses_reference", "reference", "id"),
+)
+
+deadlines = Table(
+    "nimwf_deadlines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", ForeignKey("nimwf_cases.reference"), nullable=False),
+    Column("site", String(100), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("stage", String(100), nullable=True),
+    Column("occurrence", Integer, nullable=False),
+    Column("start_on", Date, nullable=False),
+    Column("base_due_on", Date, nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Column("extensions", Integer, nullable=False),
+    # Pauses and extensions applied, oldest first: what Deadline.explain() reports.
+    Column("adjustments", JSON, nullable=False),
+    UniqueConstraint("reference", "rule", "occurrence", "start_on", name="uq_nimwf_deadline"),
+    Index("ix_nimwf_deadlines_status_due_at", "status", "due_at"),
+    Index("ix_nimwf_deadlines_reference", "reference"),
+)
+
+alarms = Table(
+    "nimwf_alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deadline_id", ForeignKey("nimwf_deadlines.id"), nullable=False),
+    Column("reference", String(100), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Index("ix_nimwf_alarms_status_due_at", "status", "due_at"),
+    Index("ix_nimwf_alarms_deadline_id", "deadline_id"),
+)
+
+audit_events = Table(
+    "nimwf_audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("reference", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor_id", String(100), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("trigger", String(100), nullable=True),
+    Column("from_stage", String(100), nullable=True),
+    Column("to_stage", String(100), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_nimwf_audit_events_reference", "reference", "seq"),
+)
+
+# One row: the newest seq and hash of the chain. Appends lock it, so seq order is commit order
+# and a host tailing audit(after_seq=...) never skips an event that commits late.
+audit_head = Table(
+    "nimwf_audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64

@@ -1,0 +1,233 @@
+"""The immutable value objects that cross the public API: actors, cases, deadlines, events.
+
+They are frozen, slotted and typed; datetimes in them are timezone-aware and in UTC, dates are the
+local dates of the case's site. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+EventKind = Literal[
+    "opened",
+    "transition",
+    "fact_recorded",
+    "paused",
+    "resumed",
+    "extended",
+    "reminder",
+    "breach",
+    "escalation",
+    "denied",
+]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "opened",
+    "transition",
+    "fact_recorded",
+    "paused",
+    "resumed",
+    "extended",
+    "reminder",
+    "breach",
+    "escalation",
+    "denied",
+)
+DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Actor:
+    """Who is acting: an id the host authenticated, and the roles the host grants them.
+
+    ``Actor("sw-017", roles={"social_worker"})``. The engine never authenticates people; it only
+    checks the roles it is given against the roles the pathway demands.
+    """
+
+    id: str
+    roles: frozenset[str]
+
+    def __init__(self, id: str, *, roles: Iterable[str] = ()) -> None:
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError("an actor needs a non-empty id")
+        if isinstance(roles, str):
+            # A bare string would be split into letters; that is never what the caller meant.
+            roles = (roles,)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "roles", frozenset(roles))
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """One child's case on one pathway version, as stored now."""
+
+    reference: str
+    pathway_id: str
+    pathway_version: int
+    site: str
+    stage: str
+    version: int
+    opened_at: dt.datetime
+    stage_entered_at: dt.datetime
+    closed_at: dt.datetime | None
+    outcome: str | None
+    paused: bool
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    paused_at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "facts", _frozen(self.facts))
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the case has not reached a final stage."""
+        return self.closed_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageInterval:
+    """A stretch of time a case spent in one stage.
+
+    ``trigger`` is the trigger that brought the case into the stage (``None`` for the stage it
+    opened in); ``left_at`` is ``None`` while the case is still there, and ``working_days`` then
+    counts up to now.
+    """
+
+    stage: str
+    entered_at: dt.datetime
+    left_at: dt.datetime | None
+    trigger: str | None
+    working_days: int
+    left_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adjustment:
+    """One change to a deadline's due date after it was set: a pause or an extension."""
+
+    kind: Literal["pause", "extension"]
+    at: dt.datetime
+    shift: str
+    previous_due_on: dt.date
+    due_on: dt.date
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Explanation:
+    """Why a deadline is due when it is: anchor, rule, days skipped, pauses and extensions."""
+
+    start_on: dt.date
+    anchor: str
+    rule: str
+    base_due_on: dt.date
+    skipped: tuple[tuple[dt.date, str], ...]
+    adjustments: tuple[Adjustment, ...]
+    due_on: dt.date
+    due_at: dt.datetime
+    timezone: str
+
+    def lines(self) -> list[str]:
+        """The explanation as short sentences, in the order they apply."""
+        out = [f"clock started {self.start_on.isoformat()} ({self.anchor})"]
+        out.append(f"rule: {self.rule} -> {self.base_due_on.isoformat()}")
+        for day, why in self.skipped:
+            out.append(f"skipped {day.isoformat()}: {why}")
+        for adj in self.adjustments:
+            text = (
+                f"{adj.kind} on {adj.at.date().isoformat()}: +{adj.shift}, "
+                f"{adj.previous_due_on.isoformat()} -> {adj.due_on.isoformat()}"
+            )
+            out.append(text + (f" ({adj.detail})" if adj.detail else ""))
+        out.append(
+            f"due on {self.due_on.isoformat()}, missed when it ends "
+            f"({self.due_at.isoformat()} UTC, {self.timezone})"
+        )
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deadline:
+    """A stage deadline or one occurrence of a statutory clock.
+
+    ``due_on`` is the local date it is due on; ``due_at`` the UTC instant that date ends in the
+    site's time zone, after which it is overdue. ``stage`` is ``None`` for statutory clocks.
+    """
+
+    reference: str
+    stage: str | None
+    name: str
+    due_on: dt.date
+    due_at: dt.datetime
+    status: DeadlineStatus
+    settled_at: dt.datetime | None
+    extensions: int
+    kind: Literal["stage", "clock"] = "stage"
+    occurrence: int = 1
+    start_on: dt.date | None = None
+    site: str = ""
+    explanation: Explanation | None = field(default=None, compare=False, repr=False)
+
+    def explain(self) -> Explanation:
+        """Why this deadline is due when it is (anchor, rule, holidays, pauses, extensions)."""
+        if self.explanation is None:  # pragma: no cover - the engine always fills it
+            raise LookupError("this deadline was built without its explanation")
+        return self.explanation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened to a case, published to subscribers after it committed."""
+
+    kind: EventKind
+    reference: str
+    at: dt.datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", _frozen(self.detail))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    """One entry of the append-only, hash-chained audit log."""
+
+    seq: int
+    reference: str
+    at: dt.datetime
+    actor_id: str
+    action: EventKind
+    from_stage: str | None
+    to_stage: str | None
+    reason: str | None
+    detail: Mapping[str, Any]
+    hash: str
+    prev_hash: str = ""
+    roles: tuple[str, ...] = ()
+    trigger: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", _frozen(self.detail))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditReport:
+    """The result of verifying the audit chain.
+
+    ``ok``, how many events were ``checked``, and the ``problems`` found, each naming its ``seq``.
+    """
+
+    ok: bool
+    checked: int
+    problems: tuple[str, ...] = ()
