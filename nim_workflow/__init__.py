@@ -1,1 +1,82 @@
-"""nim-workflow."""
+"""nim-workflow: an embeddable workflow engine for the New Orleans Intervention Model pathway.
+
+A case moves through referral, assessment, treatment, recommendation and court, each stage with
+deadlines in its site's working-day calendar, statutory clocks beside them, and every action in a
+tamper-evident audit log. Everything public is importable from here::
+
+    import nim_workflow as nw
+
+    engine = nw.Engine("sqlite:///nim-workflow.db")
+    engine.migrate()
+    case = engine.open_case("LDN-2026-0001", pathway="nim-uk-england", site="london",
+                            actor=nw.Actor("sw-017", roles={"social_worker"}))
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nim_workflow._engine import Engine
+from nim_workflow._errors import (
+    ActionRefused,
+    CaseExists,
+    CaseNotFound,
+    CasePaused,
+    ConcurrentUpdate,
+    ExtensionNotAllowed,
+    InvalidInput,
+    NimWorkflowError,
+    PathwayError,
+    PermissionDenied,
+    Problem,
+    RequirementsNotMet,
+    TransitionNotAllowed,
+)
+from nim_workflow._pathway._bundled import bundled_pathways
+from nim_workflow._pathway._loader import load_pathway, load_pathway_text
+from nim_workflow._pathway._model import Pathway
+from nim_workflow._values import (
+    Actor,
+    AuditEvent,
+    AuditReport,
+    Case,
+    Deadline,
+    Event,
+    Explanation,
+    StageInterval,
+)
+
+__version__ = "0.1.0"
+
+# A library adds a NullHandler and nothing else: the host decides where logs go.
+logging.getLogger("nim_workflow").addHandler(logging.NullHandler())
+
+__all__ = [
+    "ActionRefused",
+    "Actor",
+    "AuditEvent",
+    "AuditReport",
+    "Case",
+    "CaseExists",
+    "CaseNotFound",
+    "CasePaused",
+    "ConcurrentUpdate",
+    "Deadline",
+    "Engine",
+    "Event",
+    "Explanation",
+    "ExtensionNotAllowed",
+    "InvalidInput",
+    "NimWorkflowError",
+    "Pathway",
+    "PathwayError",
+    "PermissionDenied",
+    "Problem",
+    "RequirementsNotMet",
+    "StageInterval",
+    "TransitionNotAllowed",
+    "__version__",
+    "bundled_pathways",
+    "load_pathway",
+    "load_pathway_text",
+]

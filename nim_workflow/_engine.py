@@ -1,0 +1,1462 @@
+"""The ``Engine``: the facade host systems call to open cases, fire transitions and ask what is due.
+
+Each state-changing call is one database transaction (or runs inside the host's, with
+``connection=``): read and lock the case, let the shared state machine decide, then write the
+stage history, the deadline changes, the facts, the audit event and the version bump together.
+A refusal writes only its own ``denied`` audit event. Subscribers hear of a change only after it
+committed. The engine holds no state that another process would need: the database is the truth.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from nim_workflow import _audit, _deadlines
+from nim_workflow._calendar import WorkingCalendar
+from nim_workflow._deadlines import CaseClock
+from nim_workflow._errors import (
+    ActionRefused,
+    CaseExists,
+    CaseNotFound,
+    CasePaused,
+    ConcurrentUpdate,
+    ExtensionNotAllowed,
+    InvalidInput,
+    NimWorkflowError,
+    PermissionDenied,
+    RequirementsNotMet,
+    TransitionNotAllowed,
+)
+from nim_workflow._machine import PathwayMachine
+from nim_workflow._pathway._bundled import bundled_pathways
+from nim_workflow._pathway._loader import load_pathway, load_pathway_text
+from nim_workflow._pathway._model import FactSpec, Pathway
+from nim_workflow._store import _migrate
+from nim_workflow._store._schema import (
+    alarms,
+    cases,
+    deadlines,
+    pathways,
+    pauses,
+    stage_intervals,
+)
+from nim_workflow._values import (
+    EVENT_KINDS,
+    Actor,
+    AuditEvent,
+    AuditReport,
+    Case,
+    Deadline,
+    Event,
+    EventKind,
+    StageInterval,
+)
+
+Clock = Callable[[], dt.datetime]
+Subscriber = Callable[[Event], object]
+
+DEFAULT_URL = "sqlite:///nim-workflow.db"
+_PENDING = "nimwf_pending_events"
+_HOOKED = "nimwf_publish_hooked"
+_PROCESS_BATCH = 500
+_MAX_REFERENCE = 100
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _default_logger() -> Any:
+    # A structlog logger over the stdlib "nim_workflow" logger: silent below WARNING until the
+    # host configures logging, and never configuring anything itself.
+    return structlog.wrap_logger(
+        logging.getLogger("nim_workflow"),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+        ],
+    )
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One unit of work: the connection, and the events to publish once it commits."""
+
+    conn: Connection
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscription:
+    callback: Subscriber
+    kinds: frozenset[str] | None
+
+
+class Engine:
+    """A workflow engine over one database.
+
+    ``url`` is any SQLAlchemy URL (SQLite and PostgreSQL are supported) or a SQLAlchemy ``Engine``
+    whose life stays the caller's. ``clock`` returns the current aware datetime (default: the
+    system clock in UTC). ``pathways`` are Pathway objects or file paths (default: the bundled
+    pathways). ``closures`` maps a site to extra non-working dates for its calendar.
+    """
+
+    def __init__(
+        self,
+        url: str | sa.Engine = DEFAULT_URL,
+        clock: Clock | None = None,
+        pathways: Iterable[Pathway | str | os.PathLike[str]] | None = None,
+        closures: Mapping[str, Iterable[dt.date]] | None = None,
+        *,
+        logger: Any = None,
+    ) -> None:
+        if isinstance(url, sa.Engine):
+            self._sa = url
+            self._owns_engine = False
+        elif isinstance(url, str):
+            self._sa = _create_engine(url)
+            self._owns_engine = True
+        else:
+            raise InvalidInput("url must be a database URL or a SQLAlchemy Engine", field="url")
+        self._clock: Clock = clock or _utcnow
+        self._pathways: dict[tuple[str, int], Pathway] = {}
+        self._latest: dict[str, Pathway] = {}
+        for item in bundled_pathways().values() if pathways is None else pathways:
+            self._register_in_memory(item if isinstance(item, Pathway) else load_pathway(item))
+        self._closures: dict[str, frozenset[dt.date]] = {}
+        for site, days in (closures or {}).items():
+            checked = frozenset(days)
+            for day in checked:
+                if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+                    raise InvalidInput(
+                        f"closures[{site!r}]: {day!r} is not a date", field="closures"
+                    )
+            self._closures[site] = checked
+        self._calendars: dict[tuple[str, int, str], WorkingCalendar] = {}
+        self._subscribers: list[_Subscription] = []
+        self._log = logger if logger is not None else _default_logger()
+        self._dialect = self._sa.dialect.name
+        self._scheduler: Any = None
+        self._lock = threading.Lock()
+
+    # -- life -------------------------------------------------------------------------------------
+
+    @property
+    def sqlalchemy_engine(self) -> sa.Engine:
+        """The SQLAlchemy engine this engine works through."""
+        return self._sa
+
+    @property
+    def pathways(self) -> Mapping[str, Pathway]:
+        """The newest registered version of each pathway, by id."""
+        return dict(self._latest)
+
+    def pathway(self, pathway_id: str, version: int | None = None) -> Pathway:
+        """A registered pathway by id (newest version unless ``version`` is given)."""
+        found = (
+            self._latest.get(pathway_id)
+            if version is None
+            else self._pathways.get((pathway_id, version))
+        )
+        if found is None:
+            known = ", ".join(sorted(self._latest)) or "none"
+            raise InvalidInput(
+                f"unknown pathway {pathway_id!r} (registered: {known})", field="pathway"
+            )
+        return found
+
+    def close(self) -> None:
+        """Stop the scheduler and, if this engine created its database engine, dispose of it."""
+        self.stop_scheduler()
+        if self._owns_engine:
+            self._sa.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to this library's newest migration; idempotent."""
+        with self._sa.begin() as conn:
+            _migrate.upgrade(conn)
+        with self._write(None) as unit:
+            for pathway in self._pathways.values():
+                self._ensure_registered(unit.conn, pathway)
+
+    # -- subscriptions -----------------------------------------------------------------------------
+
+    def subscribe(
+        self, callback: Subscriber, kinds: Iterable[EventKind] | None = None
+    ) -> Callable[[], None]:
+        """Call ``callback(event)`` after each committed change of the given kinds (all if None).
+
+        Returns a function that unsubscribes. A subscriber that raises is logged and skipped:
+        the change it heard of has already committed. The durable record is the audit log.
+        """
+        wanted = None if kinds is None else frozenset(kinds)
+        if wanted is not None and not wanted <= set(EVENT_KINDS):
+            raise InvalidInput(
+                f"unknown event kinds: {', '.join(sorted(wanted - set(EVENT_KINDS)))}",
+                field="kinds",
+            )
+        subscription = _Subscription(callback, wanted)
+        self._subscribers.append(subscription)
+
+        def unsubscribe() -> None:
+            if subscription in self._subscribers:
+                self._subscribers.remove(subscription)
+
+        return unsubscribe
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        for published in events:
+            for sub in list(self._subscribers):
+                if sub.kinds is not None and published.kind not in sub.kinds:
+                    continue
+                try:
+                    sub.callback(published)
+                except Exception:
+                    self._log.exception(
+                        "nimwf.subscriber_failed",
+                        reference=published.reference,
+                        kind=published.kind,
+                    )
+
+    # -- units of work -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, connection: Connection | None) -> Iterator[_Unit]:
+        """A writing transaction: ours (committed here) or the host's (committed by the host).
+
+        A refusal (``ActionRefused``) commits what was written (its ``denied`` audit event) and
+        re-raises; any other error rolls everything back.
+        """
+        if connection is not None:
+            unit = _Unit(connection)
+            try:
+                yield unit
+            finally:
+                self._after_host_commit(connection, unit.events)
+            return
+        try:
+            with self._sa.connect() as conn:
+                if self._dialect == "sqlite":
+                    # Take the write lock up front: two writers that both read first would
+                    # otherwise deadlock on the lock upgrade instead of queueing.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.begin()
+                unit = _Unit(conn)
+                try:
+                    yield unit
+                except ActionRefused:
+                    conn.commit()
+                    self._publish(unit.events)
+                    raise
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+        except OperationalError as exc:
+            if _is_lock_conflict(exc):
+                raise ConcurrentUpdate("(database)", None, None) from exc
+            raise
+        self._publish(unit.events)
+
+    def _after_host_commit(self, connection: Connection, events: list[Event]) -> None:
+        if not events:
+            return
+        pending: list[Event] = connection.info.setdefault(_PENDING, [])
+        pending.extend(events)
+        if connection.info.get(_HOOKED):
+            return
+        connection.info[_HOOKED] = True
+
+        def on_commit(conn: Connection) -> None:
+            queued = list(conn.info.pop(_PENDING, []))
+            self._publish(queued)
+
+        def on_rollback(conn: Connection) -> None:
+            conn.info.pop(_PENDING, None)
+
+        event.listen(connection, "commit", on_commit)
+        event.listen(connection, "rollback", on_rollback)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._sa.connect() as conn:
+            yield conn
+
+    # -- pathways and calendars --------------------------------------------------------------------
+
+    def _register_in_memory(self, pathway: Pathway) -> None:
+        known = self._pathways.get(pathway.key)
+        if known is not None and known.content_hash != pathway.content_hash:
+            raise InvalidInput(
+                f"pathway {pathway.id!r} version {pathway.version} given twice with different "
+                "content; give the changed definition a new version",
+                field="pathways",
+            )
+        self._pathways[pathway.key] = pathway
+        newest = self._latest.get(pathway.id)
+        if newest is None or pathway.version > newest.version:
+            self._latest[pathway.id] = pathway
+
+    def _ensure_registered(self, conn: Connection, pathway: Pathway) -> None:
+        stored = conn.execute(
+            sa.select(pathways.c.content_hash).where(
+                pathways.c.pathway_id == pathway.id, pathways.c.version == pathway.version
+            )
+        ).scalar_one_or_none()
+        if stored is None:
+            text = _source_text(pathway)
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        pathways.insert().values(
+                            pathway_id=pathway.id,
+                            version=pathway.version,
+                            content_hash=pathway.content_hash,
+                            title=pathway.title,
+                            source_text=text,
+                            registered_at=self._clock(),
+                        )
+                    )
+            except IntegrityError:
+                # Another process registered it first; compare with what it stored.
+                self._ensure_registered(conn, pathway)
+            return
+        if stored != pathway.content_hash:
+            raise InvalidInput(
+                f"pathway {pathway.id!r} version {pathway.version} is already registered in this "
+                "database with different content; give the changed definition a new version",
+                field="pathway",
+            )
+
+    def _pathway_of(self, conn: Connection, pathway_id: str, version: int) -> Pathway:
+        found = self._pathways.get((pathway_id, version))
+        if found is not None:
+            return found
+        # A case on a version this process was not given: rebuild it from the stored text.
+        text = conn.execute(
+            sa.select(pathways.c.source_text).where(
+                pathways.c.pathway_id == pathway_id, pathways.c.version == version
+            )
+        ).scalar_one()
+        pathway = load_pathway_text(text, f"<stored {pathway_id} v{version}>")
+        with self._lock:
+            self._pathways.setdefault(pathway.key, pathway)
+        return pathway
+
+    def _calendar(self, pathway: Pathway, site: str) -> WorkingCalendar:
+        key = (pathway.id, pathway.version, site)
+        cal = self._calendars.get(key)
+        if cal is None:
+            cal = WorkingCalendar(
+                pathway.calendar, pathway.timezone, self._closures.get(site, frozenset())
+            )
+            self._calendars[key] = cal
+        return cal
+
+    def calendar(self, site: str, pathway: str) -> WorkingCalendar:
+        """The working-day calendar a site uses on a pathway, closures included."""
+        return self._calendar(self.pathway(pathway), site)
+
+    def _clock_for(self, conn: Connection, row: Any) -> CaseClock:
+        pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+        return CaseClock(row.reference, row.site, pathway, self._calendar(pathway, row.site))
+
+    # -- input checks ------------------------------------------------------------------------------
+
+    def _at(self, at: dt.datetime | None) -> dt.datetime:
+        value = self._clock() if at is None else at
+        if not isinstance(value, dt.datetime):
+            raise InvalidInput(f"at must be a datetime, got {value!r}", field="at")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidInput(
+                f"{value.isoformat()} is a naive datetime; give a timezone-aware one", field="at"
+            )
+        return value.astimezone(dt.UTC)
+
+    @staticmethod
+    def _check_actor(actor: Actor) -> None:
+        if not isinstance(actor, Actor):
+            raise InvalidInput(f"actor must be an nw.Actor, got {actor!r}", field="actor")
+
+    @staticmethod
+    def _coerce_facts(pathway: Pathway, facts: Mapping[str, Any] | None) -> dict[str, Any]:
+        if facts is None:
+            return {}
+        if not isinstance(facts, Mapping):
+            raise InvalidInput("facts must be a mapping of fact name to value", field="facts")
+        out: dict[str, Any] = {}
+        for name, value in facts.items():
+            spec = pathway.facts.get(name)
+            if spec is None:
+                declared = ", ".join(sorted(pathway.facts))
+                raise InvalidInput(
+                    f"fact {name!r} is not declared by pathway {pathway.id} (declared: "
+                    f"{declared}); the engine stores only declared facts",
+                    field=name,
+                )
+            out[name] = _coerce_fact(spec, value)
+        return out
+
+    # -- state-changing calls ----------------------------------------------------------------------
+
+    def open_case(
+        self,
+        reference: str,
+        pathway: str,
+        site: str,
+        actor: Actor,
+        at: dt.datetime | None = None,
+        facts: Mapping[str, Any] | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Open a case in its pathway's initial stage and start that stage's deadlines."""
+        self._check_actor(actor)
+        when = self._at(at)
+        _check_reference(reference)
+        if not isinstance(site, str) or not site.strip():
+            raise InvalidInput("site must be a non-empty string", field="site")
+        definition = self.pathway(pathway)
+        new_facts = self._coerce_facts(definition, facts)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            allowed = definition.roles_for("open_case")
+            if not actor.roles & allowed:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "open_case",
+                    None,
+                    when,
+                    PermissionDenied(reference, "open_case", actor.id, allowed),
+                )
+            exists = conn.execute(
+                sa.select(cases.c.reference).where(cases.c.reference == reference)
+            ).first()
+            if exists is not None:
+                raise CaseExists(reference)
+            self._ensure_registered(conn, definition)
+            stage = definition.initial_stage
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        cases.insert().values(
+                            reference=reference,
+                            pathway_id=definition.id,
+                            pathway_version=definition.version,
+                            site=site,
+                            stage=stage,
+                            version=1,
+                            opened_at=when,
+                            stage_entered_at=when,
+                            closed_at=None,
+                            outcome=None,
+                            paused_at=None,
+                            facts=_facts_to_json(new_facts),
+                        )
+                    )
+            except IntegrityError as exc:
+                raise CaseExists(reference) from exc
+            conn.execute(
+                stage_intervals.insert().values(
+                    reference=reference, stage=stage, entered_at=when, entered_by=None
+                )
+            )
+            clock = CaseClock(reference, site, definition, self._calendar(definition, site))
+            opened = _deadlines.open_stage_deadlines(conn, clock, stage, when)
+            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(new_facts), when)
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="opened",
+                to_stage=stage,
+                detail={
+                    "pathway": definition.id,
+                    "pathway_version": definition.version,
+                    "site": site,
+                    "facts": _facts_to_json(new_facts),
+                    "deadlines_opened": opened,
+                    "clocks": clocks,
+                },
+            )
+            case = self._load(conn, reference)
+        self._log.info(
+            "nimwf.opened", reference=reference, to_stage=stage, actor_id=actor.id, outcome="ok"
+        )
+        return case
+
+    def fire(
+        self,
+        reference: str,
+        trigger: str,
+        actor: Actor,
+        reason: str | None = None,
+        at: dt.datetime | None = None,
+        facts: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Fire ``trigger`` on a case: take ``facts`` first, then move it if the pathway allows."""
+        self._check_actor(actor)
+        when = self._at(at)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(conn, reference)
+            self._check_version(row, expected_version)
+            clock = self._clock_for(conn, row)
+            pathway = clock.pathway
+            new_facts = self._coerce_facts(pathway, facts)
+            self._check_not_before(row, when)
+            if row.closed_at is not None:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "fire",
+                    trigger,
+                    when,
+                    TransitionNotAllowed(reference, trigger, row.stage, ()),
+                    row.stage,
+                )
+            if row.paused_at is not None:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "fire",
+                    trigger,
+                    when,
+                    CasePaused(reference, trigger),
+                    row.stage,
+                )
+            stored = _facts_from_json(pathway, row.facts)
+            merged = {**stored, **new_facts}
+            machine = PathwayMachine.for_pathway(pathway)
+            decision = machine.decide(
+                row.stage, trigger, roles=actor.roles, facts=merged, reason=reason
+            )
+            refusal = decision.refusal(reference=reference, actor_id=actor.id)
+            if refusal is not None:
+                self._deny(unit, reference, actor, "fire", trigger, when, refusal, row.stage)
+            dest = machine.fire(
+                row.stage,
+                trigger,
+                roles=actor.roles,
+                facts=merged,
+                reason=reason,
+                reference=reference,
+                actor_id=actor.id,
+            )
+            changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
+            closing = dest in pathway.final_stages
+            conn.execute(
+                stage_intervals.update()
+                .where(
+                    stage_intervals.c.reference == reference, stage_intervals.c.left_at.is_(None)
+                )
+                .values(left_at=when, left_by=trigger)
+            )
+            conn.execute(
+                stage_intervals.insert().values(
+                    reference=reference, stage=dest, entered_at=when, entered_by=trigger
+                )
+            )
+            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(changed), when)
+            settled = _deadlines.settle_stage_deadlines(
+                conn, clock, row.stage, when, closing=closing
+            )
+            opened: list[str] = []
+            if closing:
+                _deadlines.cancel_open(conn, reference, when)
+            else:
+                opened = _deadlines.open_stage_deadlines(conn, clock, dest, when)
+            self._update_case(
+                conn,
+                row,
+                stage=dest,
+                stage_entered_at=when,
+                facts=_facts_to_json(merged),
+                closed_at=when if closing else None,
+                outcome=decision.outcome if closing else None,
+            )
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="transition",
+                trigger=trigger,
+                from_stage=row.stage,
+                to_stage=dest,
+                reason=reason,
+                detail={
+                    "facts": _facts_to_json(changed),
+                    "deadlines_settled": settled,
+                    "deadlines_opened": opened,
+                    "clocks": clocks,
+                    "outcome": decision.outcome if closing else None,
+                    "case_version": row.version + 1,
+                },
+            )
+            case = self._load(conn, reference)
+        self._log.info(
+            "nimwf.transition",
+            reference=reference,
+            trigger=trigger,
+            from_stage=row.stage,
+            to_stage=dest,
+            actor_id=actor.id,
+            facts=sorted(changed),
+            outcome="ok",
+        )
+        return case
+
+    def record(
+        self,
+        reference: str,
+        facts: Mapping[str, Any],
+        actor: Actor,
+        at: dt.datetime | None = None,
+        *,
+        expected_version: int | None = None,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Record declared facts on a case; date facts start or move its statutory clocks."""
+        self._check_actor(actor)
+        when = self._at(at)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(conn, reference)
+            self._check_version(row, expected_version)
+            clock = self._clock_for(conn, row)
+            new_facts = self._coerce_facts(clock.pathway, facts)
+            if not new_facts:
+                raise InvalidInput("record needs at least one fact", field="facts")
+            allowed = clock.pathway.roles_for("record")
+            if not actor.roles & allowed:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "record",
+                    None,
+                    when,
+                    PermissionDenied(reference, "record", actor.id, allowed),
+                    row.stage,
+                )
+            if row.closed_at is not None:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "record",
+                    None,
+                    when,
+                    TransitionNotAllowed(reference, "record", row.stage, ()),
+                    row.stage,
+                )
+            self._check_not_before(row, when)
+            stored = _facts_from_json(clock.pathway, row.facts)
+            changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
+            if not changed:
+                return self._load(conn, reference)
+            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(changed), when)
+            self._update_case(conn, row, facts=_facts_to_json({**stored, **changed}))
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="fact_recorded",
+                from_stage=row.stage,
+                to_stage=row.stage,
+                detail={"facts": _facts_to_json(changed), "clocks": clocks},
+            )
+            case = self._load(conn, reference)
+        self._log.info(
+            "nimwf.fact_recorded",
+            reference=reference,
+            facts=sorted(changed),
+            actor_id=actor.id,
+            outcome="ok",
+        )
+        return case
+
+    def pause(
+        self,
+        reference: str,
+        actor: Actor,
+        reason: str,
+        at: dt.datetime | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Stop the case's clock: its open deadlines stand still until it is resumed."""
+        self._check_actor(actor)
+        when = self._at(at)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(conn, reference)
+            clock = self._clock_for(conn, row)
+            self._check_may(unit, row, actor, "pause", clock.pathway, when)
+            if row.paused_at is not None:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "pause",
+                    None,
+                    when,
+                    CasePaused(reference, "pause"),
+                    row.stage,
+                )
+            if reason is None or not str(reason).strip():
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "pause",
+                    None,
+                    when,
+                    RequirementsNotMet(reference, "pause", ("reason",)),
+                    row.stage,
+                )
+            self._check_not_before(row, when)
+            paused_on = clock.calendar.local_date(when)
+            conn.execute(
+                pauses.insert().values(reference=reference, paused_at=when, paused_on=paused_on)
+            )
+            self._update_case(conn, row, paused_at=when)
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="paused",
+                from_stage=row.stage,
+                to_stage=row.stage,
+                reason=reason,
+                detail={"paused_on": paused_on.isoformat()},
+            )
+            case = self._load(conn, reference)
+        self._log.info("nimwf.paused", reference=reference, actor_id=actor.id, outcome="ok")
+        return case
+
+    def resume(
+        self,
+        reference: str,
+        actor: Actor,
+        at: dt.datetime | None = None,
+        *,
+        reason: str | None = None,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Restart the case's clock and move its open deadlines later by the paused time."""
+        self._check_actor(actor)
+        when = self._at(at)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(conn, reference)
+            clock = self._clock_for(conn, row)
+            self._check_may(unit, row, actor, "resume", clock.pathway, when)
+            if row.paused_at is None:
+                raise InvalidInput(f"case {reference} is not paused", field="reference")
+            self._check_not_before(row, when)
+            pause = conn.execute(
+                sa.select(pauses)
+                .where(pauses.c.reference == reference, pauses.c.resumed_at.is_(None))
+                .order_by(pauses.c.id.desc())
+                .limit(1)
+            ).one()
+            resumed_on = clock.calendar.local_date(when)
+            conn.execute(
+                pauses.update()
+                .where(pauses.c.id == pause.id)
+                .values(resumed_at=when, resumed_on=resumed_on)
+            )
+            moved = _deadlines.shift_for_pause(conn, clock, pause.paused_on, resumed_on, when)
+            self._update_case(conn, row, paused_at=None)
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="resumed",
+                from_stage=row.stage,
+                to_stage=row.stage,
+                reason=reason,
+                detail={
+                    "paused_on": pause.paused_on.isoformat(),
+                    "resumed_on": resumed_on.isoformat(),
+                    "deadlines_moved": moved,
+                },
+            )
+            case = self._load(conn, reference)
+        self._log.info("nimwf.resumed", reference=reference, actor_id=actor.id, outcome="ok")
+        return case
+
+    def extend_deadline(
+        self,
+        reference: str,
+        name: str,
+        actor: Actor,
+        reason: str,
+        at: dt.datetime | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> Deadline:
+        """Extend one open deadline by its rule's step, within the rule's limit, with a reason."""
+        self._check_actor(actor)
+        when = self._at(at)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(conn, reference)
+            clock = self._clock_for(conn, row)
+            pathway = clock.pathway
+            try:
+                rule = pathway.rule(name)
+            except KeyError:
+                names = ", ".join(r.name for r in pathway.deadlines)
+                raise InvalidInput(
+                    f"pathway {pathway.id} has no deadline named {name!r} (it has: {names})",
+                    field="name",
+                ) from None
+            action = f"extend {name}"
+            if rule.extension is None:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "extend",
+                    name,
+                    when,
+                    ExtensionNotAllowed(reference, name, "its rule allows no extension"),
+                    row.stage,
+                )
+            assert rule.extension is not None
+            if not actor.roles & rule.extension.roles:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "extend",
+                    name,
+                    when,
+                    PermissionDenied(reference, action, actor.id, rule.extension.roles),
+                    row.stage,
+                )
+            target = _deadlines.open_deadline_row(conn, reference, name)
+            if target is None:
+                raise InvalidInput(
+                    f"case {reference} has no open {name!r} deadline to extend", field="name"
+                )
+            if target.extensions >= rule.extension.limit:
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "extend",
+                    name,
+                    when,
+                    ExtensionNotAllowed(
+                        reference,
+                        name,
+                        f"already extended {target.extensions} time(s), the most its rule "
+                        f"allows ({rule.extension.limit} x {rule.extension.step})",
+                    ),
+                    row.stage,
+                )
+            if reason is None or not str(reason).strip():
+                self._deny(
+                    unit,
+                    reference,
+                    actor,
+                    "extend",
+                    name,
+                    when,
+                    RequirementsNotMet(reference, action, ("reason",)),
+                    row.stage,
+                )
+            self._check_not_before(row, when)
+            new_due = _deadlines.extend(
+                conn, clock, target, rule, at=when, actor_id=actor.id, reason=reason
+            )
+            self._update_case(conn, row)
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="extended",
+                trigger=None,
+                from_stage=row.stage,
+                to_stage=row.stage,
+                reason=reason,
+                detail={
+                    "deadline": name,
+                    "occurrence": target.occurrence,
+                    "previous_due_on": target.due_on.isoformat(),
+                    "due_on": new_due.isoformat(),
+                    "extension": target.extensions + 1,
+                    "limit": rule.extension.limit,
+                },
+            )
+            updated = conn.execute(sa.select(deadlines).where(deadlines.c.id == target.id)).one()
+            result = _deadlines.to_deadline(clock, updated)
+        self._log.info(
+            "nimwf.extended", reference=reference, deadline=name, actor_id=actor.id, outcome="ok"
+        )
+        return result
+
+    # -- the deadline processor --------------------------------------------------------------------
+
+    def process_due(
+        self, at: dt.datetime | None = None, *, connection: Connection | None = None
+    ) -> list[Event]:
+        """Fire every reminder, breach and escalation due by ``at``; each fires exactly once.
+
+        Alarms are claimed in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on
+        SQLite), marked fired and audited in one transaction per batch, then published. Alarms of
+        paused cases wait for the resume, which moves them.
+        """
+        when = self._at(at)
+        fired: list[Event] = []
+        while True:
+            with self._write(connection) as unit:
+                batch = self._claim_and_fire(unit, when)
+                fired.extend(unit.events)
+            if len(batch) < _PROCESS_BATCH or connection is not None:
+                break
+        if fired:
+            self._log.info("nimwf.processed", fired=len(fired), at=when.isoformat())
+        return fired
+
+    def _claim_and_fire(self, unit: _Unit, when: dt.datetime) -> Sequence[Any]:
+        conn = unit.conn
+        query = (
+            sa.select(
+                alarms.c.id,
+                alarms.c.reference,
+                alarms.c.kind,
+                alarms.c.label,
+                alarms.c.due_at,
+                deadlines.c.rule,
+                deadlines.c.due_on,
+                deadlines.c.occurrence,
+                deadlines.c.stage,
+                deadlines.c.site,
+            )
+            .join(deadlines, deadlines.c.id == alarms.c.deadline_id)
+            .join(cases, cases.c.reference == alarms.c.reference)
+            .where(
+                alarms.c.status == "pending",
+                alarms.c.due_at <= when,
+                deadlines.c.status == "open",
+                cases.c.paused_at.is_(None),
+            )
+            .order_by(alarms.c.due_at, alarms.c.id)
+            .limit(_PROCESS_BATCH)
+        )
+        if self._dialect == "postgresql":
+            query = query.with_for_update(of=alarms, skip_locked=True)
+        rows = conn.execute(query).all()
+        for alarm in rows:
+            claimed = conn.execute(
+                alarms.update()
+                .where(alarms.c.id == alarm.id, alarms.c.status == "pending")
+                .values(status="fired", fired_at=when)
+            ).rowcount
+            if claimed != 1:  # pragma: no cover - the lock makes this impossible
+                continue
+            detail: dict[str, Any] = {
+                "deadline": alarm.rule,
+                "label": alarm.label,
+                "occurrence": alarm.occurrence,
+                "due_on": alarm.due_on.isoformat(),
+                "alarm_due_at": alarm.due_at.isoformat(),
+                "site": alarm.site,
+            }
+            if alarm.kind == "escalation":
+                detail["escalate_to"] = alarm.label
+            self._audit(
+                unit,
+                reference=alarm.reference,
+                at=when,
+                actor=None,
+                action=alarm.kind,
+                from_stage=alarm.stage,
+                to_stage=alarm.stage,
+                detail=detail,
+            )
+        return rows
+
+    def next_due_at(self) -> dt.datetime | None:
+        """The instant the next pending alarm falls due, or ``None`` if nothing is pending."""
+        with self._read() as conn:
+            value: dt.datetime | None = conn.execute(
+                sa.select(sa.func.min(alarms.c.due_at))
+                .join(deadlines, deadlines.c.id == alarms.c.deadline_id)
+                .join(cases, cases.c.reference == alarms.c.reference)
+                .where(
+                    alarms.c.status == "pending",
+                    deadlines.c.status == "open",
+                    cases.c.paused_at.is_(None),
+                )
+            ).scalar()
+        if value is None:
+            return None
+        # min() bypasses the column type on SQLite; normalise to an aware UTC datetime.
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+    def start_scheduler(self, *, sweep_seconds: float = 60.0) -> None:
+        """Wake ``process_due`` in this process at the next due instant, and sweep periodically."""
+        from nim_workflow._scheduler import DeadlineScheduler
+
+        with self._lock:
+            if self._scheduler is None:
+                self._scheduler = DeadlineScheduler(self, sweep_seconds=sweep_seconds)
+                self._scheduler.start()
+
+    def stop_scheduler(self) -> None:
+        """Stop the in-process scheduler, if it runs; the database keeps everything it knew."""
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.stop()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def case(self, reference: str) -> Case:
+        """The case as stored now."""
+        with self._read() as conn:
+            return self._load(conn, reference)
+
+    def cases(
+        self, site: str | None = None, stage: str | None = None, open_only: bool = True
+    ) -> list[Case]:
+        """Cases, oldest opened first, filtered by site and stage; open ones only by default."""
+        query = sa.select(cases).order_by(cases.c.opened_at, cases.c.reference)
+        if site is not None:
+            query = query.where(cases.c.site == site)
+        if stage is not None:
+            query = query.where(cases.c.stage == stage)
+        if open_only:
+            query = query.where(cases.c.closed_at.is_(None))
+        with self._read() as conn:
+            return [self._to_case(conn, row) for row in conn.execute(query)]
+
+    def allowed_triggers(self, reference: str, actor: Actor) -> list[str]:
+        """What this actor may fire on the case now (empty while it is paused or closed)."""
+        self._check_actor(actor)
+        with self._read() as conn:
+            row = self._row(conn, reference)
+            if row.closed_at is not None or row.paused_at is not None:
+                return []
+            pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+            facts = _facts_from_json(pathway, row.facts)
+        return PathwayMachine.for_pathway(pathway).allowed_triggers(
+            row.stage, roles=actor.roles, facts=facts
+        )
+
+    def history(self, reference: str, at: dt.datetime | None = None) -> list[StageInterval]:
+        """The stages the case went through, oldest first, with working days spent in each."""
+        now = self._at(at)
+        with self._read() as conn:
+            row = self._row(conn, reference)
+            clock = self._clock_for(conn, row)
+            rows = conn.execute(
+                sa.select(stage_intervals)
+                .where(stage_intervals.c.reference == reference)
+                .order_by(stage_intervals.c.id)
+            ).all()
+        cal = clock.calendar
+        out = []
+        for interval in rows:
+            end = interval.left_at or (None if clock.pathway.stage(interval.stage).final else now)
+            days = (
+                cal.count_working_days(cal.local_date(interval.entered_at), cal.local_date(end))
+                if end is not None
+                else 0
+            )
+            out.append(
+                StageInterval(
+                    stage=interval.stage,
+                    entered_at=interval.entered_at,
+                    left_at=interval.left_at,
+                    trigger=interval.entered_by,
+                    working_days=days,
+                    left_by=interval.left_by,
+                )
+            )
+        return out
+
+    def pauses(self, reference: str) -> list[tuple[dt.datetime, dt.datetime | None]]:
+        """The case's pauses, oldest first, as (paused_at, resumed_at or None)."""
+        with self._read() as conn:
+            self._row(conn, reference)
+            return [
+                (row.paused_at, row.resumed_at)
+                for row in conn.execute(
+                    sa.select(pauses.c.paused_at, pauses.c.resumed_at)
+                    .where(pauses.c.reference == reference)
+                    .order_by(pauses.c.id)
+                )
+            ]
+
+    def deadlines(self, reference: str) -> list[Deadline]:
+        """Every deadline of one case, open and settled, in the order they were set."""
+        with self._read() as conn:
+            row = self._row(conn, reference)
+            clock = self._clock_for(conn, row)
+            rows = conn.execute(
+                sa.select(deadlines)
+                .where(deadlines.c.reference == reference)
+                .order_by(deadlines.c.id)
+            ).all()
+            return [_deadlines.to_deadline(clock, d) for d in rows]
+
+    def due(self, before: dt.datetime, site: str | None = None) -> list[Deadline]:
+        """Open deadlines due before the instant ``before``, soonest first."""
+        limit = self._at(before)
+        return self._open_deadlines(deadlines.c.due_at < limit, site)
+
+    def overdue(self, at: dt.datetime | None = None, site: str | None = None) -> list[Deadline]:
+        """Open deadlines whose due date has ended by ``at`` (default: now), oldest first."""
+        now = self._at(at)
+        return self._open_deadlines(deadlines.c.due_at <= now, site)
+
+    def _open_deadlines(self, condition: Any, site: str | None) -> list[Deadline]:
+        query = (
+            sa.select(deadlines, cases.c.pathway_id, cases.c.pathway_version)
+            .join(cases, cases.c.reference == deadlines.c.reference)
+            .where(deadlines.c.status == "open", condition)
+            .order_by(deadlines.c.due_at, deadlines.c.reference, deadlines.c.id)
+        )
+        if site is not None:
+            query = query.where(deadlines.c.site == site)
+        with self._read() as conn:
+            out = []
+            for row in conn.execute(query):
+                pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+                clock = CaseClock(
+                    row.reference, row.site, pathway, self._calendar(pathway, row.site)
+                )
+                out.append(_deadlines.to_deadline(clock, row))
+            return out
+
+    def audit(
+        self,
+        reference: str | None = None,
+        after_seq: int | None = None,
+        *,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Audit events oldest first, of one case (or all if ``None``), after ``after_seq``."""
+        with self._read() as conn:
+            return _audit.read(conn, reference, after_seq, limit)
+
+    def verify_audit(self) -> AuditReport:
+        """Check the whole audit chain; ``ok`` is false and ``problems`` name each broken event."""
+        with self._read() as conn:
+            return _audit.verify(conn)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _row(self, conn: Connection, reference: str) -> Any:
+        row = conn.execute(sa.select(cases).where(cases.c.reference == reference)).first()
+        if row is None:
+            raise CaseNotFound(reference)
+        return row
+
+    def _lock_case(self, conn: Connection, reference: str) -> Any:
+        query = sa.select(cases).where(cases.c.reference == reference)
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise CaseNotFound(reference)
+        return row
+
+    @staticmethod
+    def _check_version(row: Any, expected: int | None) -> None:
+        if expected is not None and row.version != expected:
+            raise ConcurrentUpdate(row.reference, expected, row.version)
+
+    @staticmethod
+    def _check_not_before(row: Any, when: dt.datetime) -> None:
+        if when < row.stage_entered_at:
+            raise InvalidInput(
+                f"case {row.reference}: {when.isoformat()} is before its current stage began "
+                f"({row.stage_entered_at.isoformat()}); history is written in order",
+                field="at",
+            )
+
+    def _check_may(
+        self, unit: _Unit, row: Any, actor: Actor, action: str, pathway: Pathway, when: dt.datetime
+    ) -> None:
+        allowed = pathway.roles_for(action)
+        if not actor.roles & allowed:
+            self._deny(
+                unit,
+                row.reference,
+                actor,
+                action,
+                None,
+                when,
+                PermissionDenied(row.reference, action, actor.id, allowed),
+                row.stage,
+            )
+        if row.closed_at is not None:
+            self._deny(
+                unit,
+                row.reference,
+                actor,
+                action,
+                None,
+                when,
+                TransitionNotAllowed(row.reference, action, row.stage, ()),
+                row.stage,
+            )
+
+    def _update_case(self, conn: Connection, row: Any, **values: Any) -> None:
+        result = conn.execute(
+            cases.update()
+            .where(cases.c.reference == row.reference, cases.c.version == row.version)
+            .values(version=row.version + 1, **values)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(row.reference, row.version, None)
+
+    def _audit(
+        self,
+        unit: _Unit,
+        *,
+        reference: str,
+        at: dt.datetime,
+        actor: Actor | None,
+        action: EventKind,
+        trigger: str | None = None,
+        from_stage: str | None = None,
+        to_stage: str | None = None,
+        reason: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
+        written = _audit.append(
+            unit.conn,
+            reference=reference,
+            at=at,
+            actor_id=actor.id if actor is not None else _deadlines.SYSTEM_ACTOR,
+            roles=sorted(actor.roles) if actor is not None else [],
+            action=action,
+            trigger=trigger,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            reason=reason,
+            detail=detail,
+        )
+        payload = dict(written.detail)
+        for key in ("trigger", "from_stage", "to_stage", "reason"):
+            value = getattr(written, key)
+            if value is not None:
+                payload.setdefault(key, value)
+        payload["actor_id"] = written.actor_id
+        unit.events.append(
+            Event(kind=action, reference=reference, at=at, detail=payload, seq=written.seq)
+        )
+        return written
+
+    def _deny(
+        self,
+        unit: _Unit,
+        reference: str,
+        actor: Actor,
+        action: str,
+        trigger: str | None,
+        when: dt.datetime,
+        error: ActionRefused,
+        stage: str | None = None,
+    ) -> None:
+        """Audit a refusal (it commits on its own) and raise it."""
+        detail: dict[str, Any] = {
+            "action": action,
+            "error": type(error).__name__,
+            "message": str(error),
+        }
+        for key in ("missing", "required", "allowed"):
+            value = getattr(error, key, None)
+            if value:
+                detail[key] = list(value)
+        self._audit(
+            unit,
+            reference=reference,
+            at=when,
+            actor=actor,
+            action="denied",
+            trigger=trigger,
+            from_stage=stage,
+            to_stage=stage,
+            detail=detail,
+        )
+        self._log.warning(
+            "nimwf.denied",
+            reference=reference,
+            action=action,
+            trigger=trigger,
+            actor_id=actor.id,
+            outcome=type(error).__name__,
+        )
+        raise error
+
+    def _load(self, conn: Connection, reference: str) -> Case:
+        return self._to_case(conn, self._row(conn, reference))
+
+    def _to_case(self, conn: Connection, row: Any) -> Case:
+        pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+        return Case(
+            reference=row.reference,
+            pathway_id=row.pathway_id,
+            pathway_version=row.pathway_version,
+            site=row.site,
+            stage=row.stage,
+            version=row.version,
+            opened_at=row.opened_at,
+            stage_entered_at=row.stage_entered_at,
+            closed_at=row.closed_at,
+            outcome=row.outcome,
+            paused=row.paused_at is not None,
+            facts=_facts_from_json(pathway, row.facts),
+            paused_at=row.paused_at,
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _create_engine(url: str) -> sa.Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(f"{url!r} is not a database URL: {exc}", field="url") from exc
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            if parsed.database and parsed.database != ":memory:":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise InvalidInput(f"cannot use database URL {url!r}: {exc}", field="url") from exc
+
+
+def _is_lock_conflict(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "deadlock detected" in text
+
+
+def _check_reference(reference: object) -> None:
+    if not isinstance(reference, str) or not reference.strip():
+        raise InvalidInput("a case reference must be a non-empty string", field="reference")
+    if len(reference) > _MAX_REFERENCE or reference != reference.strip():
+        raise InvalidInput(
+            f"case reference {reference!r} must be at most {_MAX_REFERENCE} characters with no "
+            "surrounding spaces",
+            field="reference",
+        )
+
+
+def _coerce_fact(spec: FactSpec, value: Any) -> Any:
+    if spec.type == "bool":
+        if not isinstance(value, bool):
+            raise InvalidInput(f"fact {spec.name!r} is a bool; got {value!r}", field=spec.name)
+        return value
+    if spec.type == "date":
+        if isinstance(value, dt.datetime):
+            raise InvalidInput(
+                f"fact {spec.name!r} is a date; give a datetime.date or 'YYYY-MM-DD', "
+                f"not a datetime ({value!r})",
+                field=spec.name,
+            )
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise InvalidInput(
+            f"fact {spec.name!r} is a date; {value!r} is not a date or an ISO-8601 'YYYY-MM-DD'",
+            field=spec.name,
+        )
+    if not isinstance(value, str) or value not in spec.values:
+        raise InvalidInput(
+            f"fact {spec.name!r} must be one of {', '.join(spec.values)}; got {value!r}",
+            field=spec.name,
+        )
+    return value
+
+
+def _facts_to_json(facts: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.isoformat() if isinstance(value, dt.date) else value
+        for name, value in sorted(facts.items())
+    }
+
+
+def _facts_from_json(pathway: Pathway, stored: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in stored.items():
+        spec = pathway.facts.get(name)
+        if spec is not None and spec.type == "date" and isinstance(value, str):
+            out[name] = dt.date.fromisoformat(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _date_facts(facts: Mapping[str, Any]) -> dict[str, dt.date]:
+    return {k: v for k, v in facts.items() if isinstance(v, dt.date)}
+
+
+def _source_text(pathway: Pathway) -> str:
+    source = Path(pathway.source)
+    if pathway.source and source.is_file():
+        return source.read_text(encoding="utf-8")
+    raise NimWorkflowError(
+        f"pathway {pathway.id!r}: the definition's source text is needed to register it, "
+        f"and {pathway.source!r} is not a readable file"
+    )

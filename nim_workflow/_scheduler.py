@@ -1,0 +1,97 @@
+"""The alarm clock: APScheduler wakes the deadline processor when the next alarm falls due.
+
+The database is the only record of what is due. The scheduler holds at most one one-shot "wake"
+job, re-armed from ``Engine.next_due_at()`` after every run and after every change this engine
+commits, plus a periodic sweep as a safety net for changes made by other processes. It runs the
+processor once at start, so whatever fell due while no process was running fires then (APScheduler
+3.x drops one-shot jobs whose time passed while the process was down; nothing here relies on its
+job store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+if TYPE_CHECKING:
+    from nim_workflow._engine import Engine
+    from nim_workflow._values import Event
+
+_WAKE = "nimwf-wake"
+_SWEEP = "nimwf-sweep"
+
+
+class DeadlineScheduler:
+    """Wakes ``engine.process_due()`` in a background thread of this process."""
+
+    def __init__(self, engine: Engine, *, sweep_seconds: float = 60.0) -> None:
+        if sweep_seconds <= 0:
+            raise ValueError("sweep_seconds must be positive")
+        self._engine = engine
+        self._sweep_seconds = sweep_seconds
+        self._scheduler = BackgroundScheduler(
+            timezone=dt.UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._unsubscribe: Any = None
+        self._run_lock = threading.Lock()
+        self.runs = 0
+        self.last_error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the background thread, run the processor at once, then keep it woken."""
+        self._scheduler.add_job(
+            self._run,
+            "interval",
+            seconds=self._sweep_seconds,
+            id=_SWEEP,
+            next_run_time=dt.datetime.now(dt.UTC),
+        )
+        self._scheduler.start()
+        self._unsubscribe = self._engine.subscribe(self._on_event)
+
+    def stop(self) -> None:
+        """Stop the thread, waiting for a run in progress to finish."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+    def _on_event(self, event: Event) -> None:
+        # A change this engine committed may have created an earlier alarm than the one armed.
+        if event.kind not in ("reminder", "breach", "escalation"):
+            self._arm()
+
+    def _run(self) -> None:
+        with self._run_lock:
+            try:
+                self._engine.process_due()
+                self.last_error = None
+            except Exception as exc:
+                self.last_error = exc
+                self._engine._log.exception("nimwf.processor_failed")
+            finally:
+                self.runs += 1
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._scheduler.running:
+            return
+        try:
+            wake_at = self._engine.next_due_at()
+        except Exception:
+            return
+        if wake_at is None or wake_at <= dt.datetime.now(dt.UTC):
+            # Nothing pending, or only what a run just could not fire (an engine clock behind
+            # the wall clock): leave it to the sweep rather than spin.
+            job = self._scheduler.get_job(_WAKE)
+            if job is not None:
+                job.remove()
+            return
+        self._scheduler.add_job(
+            self._run, "date", run_date=wake_at, id=_WAKE, replace_existing=True
+        )
