@@ -1,0 +1,135 @@
+"""Fixtures shared by the whole suite: database URLs for SQLite and PostgreSQL.
+
+Contract tests take ``db_url`` and so run once per backend. PostgreSQL comes from
+``NIM_WORKFLOW_TEST_PG_URL`` (``make test`` starts a throwaway server and sets it); without it
+the PostgreSQL tests are skipped on a developer's machine, but fail under ``CI=true``, so CI can
+never go green without having run them. Every PostgreSQL test gets a database of its own,
+created empty and dropped afterwards, so tests never see each other's rows.
+
+Nothing here touches logging configuration or any other process-wide state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+# pytester lets the suite check these fixtures' behaviour without a server (test_infrastructure).
+pytest_plugins = ["pytester"]
+
+PG_URL_VARIABLE = "NIM_WORKFLOW_TEST_PG_URL"
+POSTGRES_MARK = "postgres"
+
+# Fixtures whose use means a test needs the PostgreSQL server.
+_PG_FIXTURES = frozenset({"pg_url", "fresh_pg_url", "new_pg_database"})
+
+
+def pg_url_from_environment(environ: Mapping[str, str]) -> str:
+    """Return the PostgreSQL test URL, or skip (developer) or fail (CI) when there is none."""
+    url = environ.get(PG_URL_VARIABLE, "")
+    if url:
+        return url
+    if environ.get("CI") == "true":
+        pytest.fail(
+            f"{PG_URL_VARIABLE} is not set: refusing to skip the PostgreSQL suite under CI",
+            pytrace=False,
+        )
+    pytest.skip(
+        f"PostgreSQL not available (set {PG_URL_VARIABLE} or install PostgreSQL): "
+        "PostgreSQL suite skipped"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a PostgreSQL fixture, so ``-m 'not postgres'`` leaves it out."""
+    for item in items:
+        if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(POSTGRES_MARK)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The URL of the PostgreSQL server the suite may create databases on."""
+    return pg_url_from_environment(os.environ)
+
+
+@pytest.fixture(scope="session")
+def _pg_admin_engine(pg_url: str) -> Iterator[sa.Engine]:
+    """An autocommit engine for CREATE/DROP DATABASE, which cannot run in a transaction."""
+    # NullPool: no idle connection is left behind to hold a database open or leak at exit.
+    engine = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def new_pg_database(pg_url: str, _pg_admin_engine: sa.Engine) -> Iterator[Callable[[], str]]:
+    """A factory of brand-new empty PostgreSQL databases, all dropped after the test."""
+    created: list[str] = []
+
+    def create() -> str:
+        # A random name lets runs share one server (even concurrently) without collisions.
+        name = f"nimwf_t_{secrets.token_hex(8)}"
+        with _pg_admin_engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with _pg_admin_engine.connect() as connection:
+        for name in created:
+            # FORCE ends connections a test forgot to close, so cleanup never hangs on them.
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_pg_url(new_pg_database: Callable[[], str]) -> str:
+    """The URL of a brand-new empty PostgreSQL database, dropped after the test."""
+    return new_pg_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a SQLite file database in the test's own temporary directory."""
+    return f"sqlite:///{tmp_path / 'nimwf.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database URL, once per backend, for contract tests that must hold on both."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("fresh_pg_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly, at the end of every run, whether the PostgreSQL suite ran."""
+    ran: set[str] = set()
+    not_started: set[str] = set()
+    skipped: set[str] = set()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            # stats also holds warnings and deselected items; only test reports count here.
+            if not isinstance(report, pytest.TestReport) or POSTGRES_MARK not in report.keywords:
+                continue
+            if report.when == "call":
+                ran.add(report.nodeid)
+            elif report.when == "setup" and report.failed:
+                not_started.add(report.nodeid)
+            elif report.when == "setup" and report.skipped:
+                skipped.add(report.nodeid)
+    if ran or not_started:
+        line = f"PostgreSQL suite: ran {len(ran)} tests"
+        if not_started:
+            line += f", {len(not_started)} could not set up (see the errors above)"
+        terminalreporter.write_line(line)
+    elif skipped:
+        terminalreporter.write_line("PostgreSQL suite: SKIPPED (no server)")
+    else:
+        terminalreporter.write_line("PostgreSQL suite: no PostgreSQL tests selected")
