@@ -184,19 +184,27 @@ def _move_clock(
             deadlines.c.status,
         )
         .where(deadlines.c.reference == clock.reference, deadlines.c.rule == rule.name)
-        .order_by(deadlines.c.occurrence.desc(), deadlines.c.id.desc())
+        .order_by(deadlines.c.id.desc())
+        .limit(1)
     ).all()
     is_anchor = fact == rule.anchor_fact
-    if not rows and not is_anchor:
+    latest = rows[0] if rows else None
+    if latest is None and not is_anchor:
         # A review recorded before the clock's anchor: nothing is running to move on.
         return {"rule": rule.name, "fact": fact, "started": None}
-    latest = rows[0] if rows else None
+    if is_anchor and rule.recur_fact is not None and latest is not None and latest.occurrence > 1:
+        # Reviews have already moved the clock on from its anchor; correcting the anchor
+        # now changes nothing that is still running.
+        return {"rule": rule.name, "fact": fact, "started": None}
     occurrence = 1
     settled = None
+    # The anchor of a recurring clock recorded again is a correction of where the clock
+    # started; the anchor of a clock with no recurring fact (a CSO made again) moves it on.
+    restart = is_anchor and (rule.recur_fact is not None or latest is None)
     if latest is not None and latest.status == "open":
-        if day < latest.start_on:
+        if restart or day < latest.start_on:
             settled = "cancelled"
-            occurrence = latest.occurrence
+            occurrence = 1 if restart else latest.occurrence
         else:
             settled = "met" if day <= latest.due_on else "missed"
             occurrence = latest.occurrence + 1
@@ -207,7 +215,7 @@ def _move_clock(
         )
         _close_alarms(conn, [latest.id])
     elif latest is not None:
-        occurrence = latest.occurrence + 1
+        occurrence = 1 if restart else latest.occurrence + 1
     span = rule.duration if is_anchor else rule.duration_for(max(occurrence, 2))
     open_deadline(conn, clock, rule, occurrence=occurrence, start_on=day, at=at, duration=span)
     return {
@@ -220,6 +228,23 @@ def _move_clock(
 
 
 # -- alarms ----------------------------------------------------------------------------------------
+
+
+def effective_start(
+    clock: CaseClock, rule: DeadlineRule, occurrence: int, start_on: dt.date, adjustments: Any
+) -> dt.date:
+    """Where the clock would have started had it never been paused.
+
+    The start moves later by every pause applied, so reminders inside the span (monthly
+    updates, a mid-way review) stand still with the deadline.
+    """
+    unit = rule.duration_for(occurrence).unit
+    day = start_on
+    for adjustment in adjustments or ():
+        if adjustment.get("kind") == "pause":
+            count = int(str(adjustment["shift"]).split()[0])
+            day = clock.calendar.shift(day, unit, count)
+    return day
 
 
 def _alarm_plan(
@@ -318,17 +343,19 @@ def _adjust(
     at: dt.datetime,
     **values: Any,
 ) -> None:
+    adjustments = [*row.adjustments, adjustment]
     conn.execute(
         deadlines.update()
         .where(deadlines.c.id == row.id)
         .values(
             due_on=new_due,
             due_at=clock.calendar.end_of(new_due),
-            adjustments=[*row.adjustments, adjustment],
+            adjustments=adjustments,
             **values,
         )
     )
-    schedule_alarms(conn, clock, rule, row.id, start_on=row.start_on, due_on=new_due, now=at)
+    start = effective_start(clock, rule, row.occurrence, row.start_on, adjustments)
+    schedule_alarms(conn, clock, rule, row.id, start_on=start, due_on=new_due, now=at)
 
 
 def shift_for_pause(
@@ -424,11 +451,15 @@ def explanation(clock: CaseClock, row: Any) -> Explanation:
     if rule.stage is not None:
         anchor = f"entered stage {rule.stage}"
     else:
-        fact = rule.anchor_fact if row.occurrence == 1 else (rule.recur_fact or rule.anchor_fact)
+        fact = rule.recur_fact if row.occurrence > 1 and rule.recur_fact else rule.anchor_fact
         anchor = f"{fact} (occurrence {row.occurrence})"
-    skipped = tuple(clock.calendar.skipped(row.start_on, row.base_due_on))
-    if span.unit != "working_days":
-        skipped = ()
+    # Holidays and closures matter only to working-day rules; name every one between the start
+    # and the due date as it stands now, so days a pause or extension pushed it over count too.
+    skipped = (
+        tuple(clock.calendar.skipped(row.start_on, row.due_on))
+        if span.unit == "working_days"
+        else ()
+    )
     adjustments = tuple(
         Adjustment(
             kind=a["kind"],

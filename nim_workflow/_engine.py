@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import Connection, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from nim_workflow import _audit, _deadlines
@@ -69,8 +71,6 @@ Clock = Callable[[], dt.datetime]
 Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
-_PENDING = "nimwf_pending_events"
-_HOOKED = "nimwf_publish_hooked"
 _PROCESS_BATCH = 500
 _MAX_REFERENCE = 100
 
@@ -148,6 +148,9 @@ class Engine:
             self._closures[site] = checked
         self._calendars: dict[tuple[str, int, str], WorkingCalendar] = {}
         self._subscribers: list[_Subscription] = []
+        self._host_pending: weakref.WeakKeyDictionary[Connection, list[Event]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._log = logger if logger is not None else _default_logger()
         self._dialect = self._sa.dialect.name
         self._scheduler: Any = None
@@ -280,20 +283,33 @@ class Engine:
         self._publish(unit.events)
 
     def _after_host_commit(self, connection: Connection, events: list[Event]) -> None:
+        """Hold events written through a host's connection until the host commits.
+
+        SQLAlchemy's ``commit`` event runs *before* the database commit, so the hook commits the
+        DBAPI connection itself and publishes only once that succeeded (SQLAlchemy's own commit
+        that follows finds nothing left to do). A rollback drops the events. Pending events are
+        kept per engine and per ``Connection`` object, never in the pooled connection's ``info``,
+        which outlives the host's transaction.
+        """
         if not events:
             return
-        pending: list[Event] = connection.info.setdefault(_PENDING, [])
-        pending.extend(events)
-        if connection.info.get(_HOOKED):
+        pending = self._host_pending.get(connection)
+        if pending is not None:
+            pending.extend(events)
             return
-        connection.info[_HOOKED] = True
+        self._host_pending[connection] = list(events)
 
         def on_commit(conn: Connection) -> None:
-            queued = list(conn.info.pop(_PENDING, []))
+            queued = self._host_pending.get(conn)
+            if not queued:
+                return
+            self._host_pending[conn] = []
+            conn.connection.dbapi_connection.commit()  # type: ignore[union-attr]
             self._publish(queued)
 
         def on_rollback(conn: Connection) -> None:
-            conn.info.pop(_PENDING, None)
+            if conn in self._host_pending:
+                self._host_pending[conn] = []
 
         event.listen(connection, "commit", on_commit)
         event.listen(connection, "rollback", on_rollback)
@@ -325,23 +341,28 @@ class Engine:
             )
         ).scalar_one_or_none()
         if stored is None:
-            text = _source_text(pathway)
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        pathways.insert().values(
-                            pathway_id=pathway.id,
-                            version=pathway.version,
-                            content_hash=pathway.content_hash,
-                            title=pathway.title,
-                            source_text=text,
-                            registered_at=self._clock(),
-                        )
-                    )
-            except IntegrityError:
-                # Another process registered it first; compare with what it stored.
-                self._ensure_registered(conn, pathway)
-            return
+            values = {
+                "pathway_id": pathway.id,
+                "version": pathway.version,
+                "content_hash": pathway.content_hash,
+                "title": pathway.title,
+                "source_text": _source_text(pathway),
+                "registered_at": self._clock(),
+            }
+            # Another process may register the same version at the same moment: insert if
+            # absent (no savepoint, which SQLite would turn into a commit of the host's work),
+            # then compare with whatever is stored.
+            insert = (
+                postgresql.insert(pathways)
+                if self._dialect == "postgresql"
+                else sqlite.insert(pathways)
+            )
+            conn.execute(insert.values(**values).on_conflict_do_nothing())
+            stored = conn.execute(
+                sa.select(pathways.c.content_hash).where(
+                    pathways.c.pathway_id == pathway.id, pathways.c.version == pathway.version
+                )
+            ).scalar_one()
         if stored != pathway.content_hash:
             raise InvalidInput(
                 f"pathway {pathway.id!r} version {pathway.version} is already registered in this "
@@ -460,24 +481,24 @@ class Engine:
             self._ensure_registered(conn, definition)
             stage = definition.initial_stage
             try:
-                with conn.begin_nested():
-                    conn.execute(
-                        cases.insert().values(
-                            reference=reference,
-                            pathway_id=definition.id,
-                            pathway_version=definition.version,
-                            site=site,
-                            stage=stage,
-                            version=1,
-                            opened_at=when,
-                            stage_entered_at=when,
-                            closed_at=None,
-                            outcome=None,
-                            paused_at=None,
-                            facts=_facts_to_json(new_facts),
-                        )
+                conn.execute(
+                    cases.insert().values(
+                        reference=reference,
+                        pathway_id=definition.id,
+                        pathway_version=definition.version,
+                        site=site,
+                        stage=stage,
+                        version=1,
+                        opened_at=when,
+                        stage_entered_at=when,
+                        closed_at=None,
+                        outcome=None,
+                        paused_at=None,
+                        facts=_facts_to_json(new_facts),
                     )
+                )
             except IntegrityError as exc:
+                # Opened by a concurrent writer between our check and our insert.
                 raise CaseExists(reference) from exc
             conn.execute(
                 stage_intervals.insert().values(

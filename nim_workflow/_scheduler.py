@@ -38,6 +38,10 @@ class DeadlineScheduler:
         )
         self._unsubscribe: Any = None
         self._run_lock = threading.Lock()
+        # Re-arming touches the scheduler's job store, whose lock shutdown() holds while it
+        # waits for running jobs: a run that re-armed during shutdown would never finish.
+        self._arm_lock = threading.Lock()
+        self._stopping = False
         self.runs = 0
         self.last_error: BaseException | None = None
 
@@ -58,6 +62,8 @@ class DeadlineScheduler:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        with self._arm_lock:
+            self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 
@@ -79,8 +85,12 @@ class DeadlineScheduler:
         self._arm()
 
     def _arm(self) -> None:
-        if not self._scheduler.running:
-            return
+        with self._arm_lock:
+            if self._stopping or not self._scheduler.running:
+                return
+            self._arm_locked()
+
+    def _arm_locked(self) -> None:
         try:
             wake_at = self._engine.next_due_at()
         except Exception:

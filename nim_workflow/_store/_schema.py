@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    UniqueConstraint,
 )
 
 NAMING = {
@@ -146,7 +145,6 @@ deadlines = Table(
     Column("extensions", Integer, nullable=False),
     # Pauses and extensions applied, oldest first: what Deadline.explain() reports.
     Column("adjustments", JSON, nullable=False),
-    UniqueConstraint("reference", "rule", "occurrence", "start_on", name="uq_nimwf_deadline"),
     Index("ix_nimwf_deadlines_status_due_at", "status", "due_at"),
     Index("ix_nimwf_deadlines_reference", "reference"),
 )

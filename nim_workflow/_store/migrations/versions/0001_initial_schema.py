@@ -106,9 +106,6 @@ def upgrade() -> None:
             name=op.f("fk_nimwf_deadlines_reference_nimwf_cases"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_nimwf_deadlines")),
-        sa.UniqueConstraint(
-            "reference", "rule", "occurrence", "start_on", name="uq_nimwf_deadline"
-        ),
     )
     with op.batch_alter_table("nimwf_deadlines", schema=None) as batch_op:
         batch_op.create_index("ix_nimwf_deadlines_reference", ["reference"], unique=False)

@@ -1,0 +1,110 @@
+"""The alarm clock: APScheduler wakes the processor, and the database stays the only record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import nim_workflow as nw
+from nim_workflow._scheduler import DeadlineScheduler
+
+SW = nw.Actor("sw-1", roles={"social_worker"})
+
+
+def _engine(tmp_path: Path) -> nw.Engine:
+    engine = nw.Engine(f"sqlite:///{tmp_path / 'sched.db'}")
+    engine.migrate()
+    return engine
+
+
+def test_start_catches_up_on_what_fell_due_while_nothing_ran(tmp_path: Path) -> None:
+    """Deadlines that fell due before any process ran fire once when the scheduler starts."""
+    engine = _engine(tmp_path)
+    # Opened three months ago: the referral decision (10 working days) is long overdue.
+    opened = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+    engine.open_case("LDN-1", pathway="nim-uk-england", site="london", actor=SW, at=opened)
+    breached = threading.Event()
+    engine.subscribe(lambda event: breached.set(), kinds=["breach"])
+    engine.start_scheduler(sweep_seconds=3600)
+    try:
+        assert breached.wait(timeout=20), "the start-up run did not fire the overdue breach"
+    finally:
+        engine.stop_scheduler()
+    actions = [event.action for event in engine.audit("LDN-1")]
+    assert actions.count("breach") == 1
+    assert actions.count("escalation") == 1
+    # A second start (a restart) finds nothing left to fire.
+    engine.start_scheduler(sweep_seconds=3600)
+    engine.stop_scheduler()
+    assert [event.action for event in engine.audit("LDN-1")].count("breach") == 1
+    engine.close()
+
+
+def test_wake_job_is_armed_at_the_next_pending_alarm(tmp_path: Path) -> None:
+    """After a run, the one-shot wake job is set to the next alarm the database holds."""
+    engine = _engine(tmp_path)
+    engine.open_case("LDN-2", pathway="nim-uk-england", site="london", actor=SW)
+    scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
+    scheduler.start()
+    try:
+        done = threading.Event()
+        # Wait for the start-up run by polling its counter through an Event-driven loop.
+        for _ in range(200):
+            if scheduler.runs >= 1:
+                break
+            done.wait(0.05)
+        assert scheduler.runs >= 1
+        wake = scheduler._scheduler.get_job("nimwf-wake")
+        assert wake is not None
+        assert wake.next_run_time == engine.next_due_at()
+    finally:
+        scheduler.stop()
+        engine.close()
+
+
+def test_no_wake_job_when_nothing_is_pending(tmp_path: Path) -> None:
+    """With no pending alarm the scheduler arms nothing but the sweep."""
+    engine = _engine(tmp_path)
+    scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
+    scheduler.start()
+    try:
+        waiter = threading.Event()
+        for _ in range(200):
+            if scheduler.runs >= 1:
+                break
+            waiter.wait(0.05)
+        assert engine.next_due_at() is None
+        assert scheduler._scheduler.get_job("nimwf-wake") is None
+        assert scheduler._scheduler.get_job("nimwf-sweep") is not None
+    finally:
+        scheduler.stop()
+        engine.close()
+
+
+def test_a_new_case_rearms_the_wake_job(tmp_path: Path) -> None:
+    """A change this engine commits re-arms the wake job at its earlier alarm."""
+    engine = _engine(tmp_path)
+    scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
+    scheduler.start()
+    try:
+        waiter = threading.Event()
+        for _ in range(200):
+            if scheduler.runs >= 1:
+                break
+            waiter.wait(0.05)
+        assert scheduler._scheduler.get_job("nimwf-wake") is None
+        engine.open_case("LDN-3", pathway="nim-uk-england", site="london", actor=SW)
+        wake = scheduler._scheduler.get_job("nimwf-wake")
+        assert wake is not None
+        assert wake.next_run_time == engine.next_due_at()
+    finally:
+        scheduler.stop()
+        engine.close()
+
+
+def test_stop_scheduler_is_safe_when_not_started(tmp_path: Path) -> None:
+    """Stopping a scheduler that never started does nothing."""
+    engine = _engine(tmp_path)
+    engine.stop_scheduler()
+    engine.close()
