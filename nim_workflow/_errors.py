@@ -106,9 +106,13 @@ class RequirementsNotMet(ActionRefused):
         self.reference = reference
         self.action = action
         self.missing: tuple[str, ...] = tuple(missing)
-        super().__init__(
-            f"case {reference}: {action!r} requires {', '.join(self.missing)}, not yet recorded"
-        )
+        needs = []
+        facts = [name for name in self.missing if name != "reason"]
+        if facts:
+            needs.append(f"facts not yet recorded: {', '.join(facts)}")
+        if "reason" in self.missing:
+            needs.append("a reason")
+        super().__init__(f"case {reference}: {action!r} needs {'; and '.join(needs)}")
 
 
 class PermissionDenied(ActionRefused, PermissionError):
