@@ -1,0 +1,406 @@
+"""Tests of the bundled pathway files, and of nim_workflow._pathway._bundled that loads them.
+
+The tables here are written out from the design's PATHWAYS.md (ids, roles, requirements,
+durations), so a change to a bundled file that the design does not also make fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nim_workflow._pathway._bundled as bundled_module
+from nim_workflow._errors import InvalidInput
+from nim_workflow._pathway._bundled import bundled_path, bundled_pathways
+from nim_workflow._pathway._loader import load_pathway
+from nim_workflow._pathway._model import Duration, Pathway
+
+PATHWAYS_DIR = Path(__file__).resolve().parents[1] / "pathways"
+PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
+STAGES = ("referral", "assessment", "treatment", "recommendation", "court", "closed")
+OPEN_STAGES = STAGES[:-1]
+ROLES = ("social_worker", "clinician", "team_manager", "court_officer", "coordinator")
+
+# pathway id -> (calendar, time zone)
+PLACES = {
+    "nim-uk-england": ("england-and-wales", "Europe/London"),
+    "nim-uk-scotland": ("scotland", "Europe/London"),
+    "nim-us-louisiana": ("louisiana", "America/Chicago"),
+}
+
+# trigger -> (sources, destination, roles, requires, reason required, outcome, outcome fact)
+TRIGGERS: dict[str, tuple[tuple[str, ...], str, set[str], tuple[str, ...], bool, Any, Any]] = {
+    "accept_referral": (
+        ("referral",),
+        "assessment",
+        {"team_manager"},
+        ("consent_recorded",),
+        False,
+        None,
+        None,
+    ),
+    "decline_referral": (("referral",), "closed", {"team_manager"}, (), True, "not_eligible", None),
+    "offer_treatment": (
+        ("assessment",),
+        "treatment",
+        {"team_manager"},
+        ("assessment_report_filed",),
+        False,
+        None,
+        None,
+    ),
+    "recommend_without_treatment": (
+        ("assessment",),
+        "recommendation",
+        {"team_manager"},
+        ("assessment_report_filed",),
+        False,
+        None,
+        None,
+    ),
+    "complete_treatment": (
+        ("treatment",),
+        "recommendation",
+        {"clinician", "team_manager"},
+        ("treatment_review_filed",),
+        False,
+        None,
+        None,
+    ),
+    "submit_recommendation": (
+        ("recommendation",),
+        "court",
+        {"team_manager"},
+        ("final_report_filed", "recommendation"),
+        False,
+        None,
+        None,
+    ),
+    "record_decision": (
+        ("court",),
+        "closed",
+        {"court_officer"},
+        ("decision",),
+        False,
+        None,
+        "decision",
+    ),
+    "withdraw": (OPEN_STAGES, "closed", {"team_manager"}, (), True, "withdrawn", None),
+}
+
+# The role x trigger matrix of PATHWAYS.md, row by row: may this role fire this trigger?
+MATRIX = {
+    "social_worker": set[str](),
+    "clinician": {"complete_treatment"},
+    "team_manager": {
+        "accept_referral",
+        "decline_referral",
+        "offer_treatment",
+        "recommend_without_treatment",
+        "complete_treatment",
+        "submit_recommendation",
+        "withdraw",
+    },
+    "court_officer": {"record_decision"},
+    "coordinator": set[str](),
+}
+
+PERMISSIONS = {
+    "open_case": {"social_worker", "team_manager"},
+    "record": {"social_worker", "clinician", "team_manager", "court_officer"},
+    "pause": {"team_manager", "coordinator"},
+    "resume": {"team_manager", "coordinator"},
+}
+
+COMMON_FACTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "consent_recorded": ("bool", ()),
+    "assessment_report_filed": ("bool", ()),
+    "treatment_review_filed": ("bool", ()),
+    "final_report_filed": ("bool", ()),
+    "recommendation": ("enum", ("return_home", "permanence_away")),
+    "decision": ("enum", ("return_home", "adoption", "kinship_care", "long_term_foster_care")),
+}
+DATE_FACTS = {
+    "nim-uk-england": ("proceedings_issued_on", "entered_care_on", "lac_review_held_on"),
+    "nim-uk-scotland": ("placed_on", "lac_review_held_on", "cso_made_on"),
+    "nim-us-louisiana": ("entered_care_on", "permanency_hearing_held_on"),
+}
+
+# Stage deadlines: name -> stage, then per pathway the duration.
+STAGE_DEADLINES = {
+    "referral_decision": "referral",
+    "assessment": "assessment",
+    "treatment": "treatment",
+    "final_report": "recommendation",
+}
+STAGE_DURATIONS = {
+    "nim-uk-england": {
+        "referral_decision": "10 working_days",
+        "assessment": "12 weeks",
+        "treatment": "5 months",
+        "final_report": "4 weeks",
+    },
+    "nim-uk-scotland": {
+        "referral_decision": "10 working_days",
+        "assessment": "3 months",
+        "treatment": "9 months",
+        "final_report": "4 weeks",
+    },
+    "nim-us-louisiana": {
+        "referral_decision": "10 working_days",
+        "assessment": "3 months",
+        "treatment": "9 months",
+        "final_report": "4 weeks",
+    },
+}
+# Statutory clocks: name -> (anchor fact, first duration, recurring fact, later durations).
+CLOCKS: dict[str, dict[str, tuple[str, str, str | None, tuple[str, ...]]]] = {
+    "nim-uk-england": {
+        "care_proceedings": ("proceedings_issued_on", "26 weeks", None, ()),
+        "lac_review": (
+            "entered_care_on",
+            "20 working_days",
+            "lac_review_held_on",
+            ("3 months", "6 months"),
+        ),
+    },
+    "nim-uk-scotland": {
+        "lac_review": ("placed_on", "6 weeks", "lac_review_held_on", ("3 months", "6 months")),
+        "cso_review": ("cso_made_on", "12 months", None, ()),
+    },
+    "nim-us-louisiana": {
+        "permanency_hearing": (
+            "entered_care_on",
+            "12 months",
+            "permanency_hearing_held_on",
+            ("12 months",),
+        ),
+    },
+}
+
+_DURATION_TEXT = re.compile(r"\b\d+\s+(?:working_days|days|weeks|months)\b")
+_SOURCE_COMMENT = re.compile(r"#.*(?:\bS([1-9]|1\d|2[0-6])\b|\bassumption:)")
+
+
+@pytest.fixture(params=PATHWAY_IDS)
+def pathway(request: pytest.FixtureRequest) -> Pathway:
+    """Each bundled pathway in turn."""
+    return bundled_pathways()[request.param]
+
+
+def test_bundled_ids() -> None:
+    """Exactly the three pathways of PATHWAYS.md are bundled, keyed by id."""
+    assert sorted(bundled_pathways()) == sorted(PATHWAY_IDS)
+    assert sorted(path.stem for path in PATHWAYS_DIR.glob("*.yaml")) == sorted(PATHWAY_IDS)
+
+
+@pytest.mark.parametrize("path", sorted(PATHWAYS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_file_loads_from_disk(path: Path) -> None:
+    """Every file under pathways/ loads, is named after its id, and is at version 1."""
+    pathway = load_pathway(path)
+    assert pathway.id == path.stem
+    assert pathway.version == 1
+    assert pathway.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_bundled_equals_loaded_from_disk(pathway: Pathway) -> None:
+    """Loading through importlib.resources gives the same pathway and hash as from the file."""
+    path = bundled_path(pathway.id)
+    assert path.name == f"{pathway.id}.yaml"
+    assert pathway == load_pathway(PATHWAYS_DIR / path.name)
+
+
+def test_bundled_pathways_returns_a_fresh_dict() -> None:
+    """Callers may change the dict they get without changing what others get."""
+    first = bundled_pathways()
+    first.clear()
+    assert sorted(bundled_pathways()) == sorted(PATHWAY_IDS)
+
+
+def test_bundled_path_unknown_id() -> None:
+    """Asking for a pathway that is not bundled names the ones that are."""
+    with pytest.raises(InvalidInput, match="nim-uk-england") as raised:
+        bundled_path("nim-mars")
+    assert raised.value.field == "pathway_id"
+
+
+def test_source_checkout_falls_back_to_top_level_folder() -> None:
+    """Without a packaged _bundled folder the repository's pathways/ is used."""
+    folder = bundled_module._bundled_dir()
+    assert isinstance(folder, Path)
+    assert folder == PATHWAYS_DIR
+
+
+def test_packaged_folder_wins_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a built wheel the files come from nim_workflow/_bundled through importlib.resources."""
+    (tmp_path / "_bundled").mkdir()
+    monkeypatch.setattr(bundled_module, "files", lambda package: tmp_path)
+    assert bundled_module._bundled_dir() == tmp_path / "_bundled"
+
+
+def test_place(pathway: Pathway) -> None:
+    """Each pathway names the calendar and time zone of its site."""
+    assert (pathway.calendar, pathway.timezone) == PLACES[pathway.id]
+
+
+def test_stages(pathway: Pathway) -> None:
+    """The six stages in order, referral initial and closed the only final one."""
+    assert tuple(stage.id for stage in pathway.stages) == STAGES
+    assert pathway.initial_stage == "referral"
+    assert pathway.final_stages == {"closed"}
+
+
+def test_roles_and_permissions(pathway: Pathway) -> None:
+    """All five roles are declared, with the permissions of PATHWAYS.md."""
+    assert set(pathway.roles) == set(ROLES)
+    assert {action: set(roles) for action, roles in pathway.permissions.items()} == PERMISSIONS
+
+
+def test_facts(pathway: Pathway) -> None:
+    """The common facts and this pathway's date facts, and no others."""
+    expected = dict(COMMON_FACTS)
+    expected.update(dict.fromkeys(DATE_FACTS[pathway.id], ("date", ())))
+    actual = {name: (spec.type, spec.values) for name, spec in pathway.facts.items()}
+    assert actual == expected
+
+
+def test_transitions_table(pathway: Pathway) -> None:
+    """Every trigger has the sources, destination, roles, requirements and outcome of the table."""
+    actual = {
+        t.trigger: (
+            t.sources,
+            t.dest,
+            set(t.roles),
+            t.requires,
+            t.reason_required,
+            t.outcome,
+            t.outcome_fact,
+        )
+        for t in pathway.transitions
+    }
+    assert len(pathway.transitions) == len(actual)
+    assert actual == TRIGGERS
+
+
+def test_role_trigger_matrix(pathway: Pathway) -> None:
+    """Which role may fire which trigger equals the matrix written out from PATHWAYS.md."""
+    actual = {
+        role: {t.trigger for t in pathway.transitions if role in t.roles} for role in pathway.roles
+    }
+    assert actual == MATRIX
+
+
+def _reachable(start: str, step: dict[str, set[str]]) -> set[str]:
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        for nxt in step.get(queue.popleft(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+def test_every_stage_reachable_from_referral(pathway: Pathway) -> None:
+    """Following transitions from referral reaches every stage."""
+    forward: dict[str, set[str]] = {}
+    for t in pathway.transitions:
+        for source in t.sources:
+            forward.setdefault(source, set()).add(t.dest)
+    assert _reachable("referral", forward) == set(STAGES)
+
+
+def test_closed_reachable_from_every_stage(pathway: Pathway) -> None:
+    """From every stage some path of transitions leads to closed."""
+    backward: dict[str, set[str]] = {}
+    for t in pathway.transitions:
+        for source in t.sources:
+            backward.setdefault(t.dest, set()).add(source)
+    assert _reachable("closed", backward) == set(STAGES)
+
+
+def test_stage_deadlines(pathway: Pathway) -> None:
+    """The four stage deadlines, on their stages, with the durations of PATHWAYS.md."""
+    rules = {rule.name: rule for rule in pathway.deadlines if rule.kind == "stage"}
+    assert {name: rule.stage for name, rule in rules.items()} == STAGE_DEADLINES
+    durations = {name: rule.duration for name, rule in rules.items()}
+    expected = {name: Duration.parse(text) for name, text in STAGE_DURATIONS[pathway.id].items()}
+    assert durations == expected
+
+
+def test_statutory_clocks(pathway: Pathway) -> None:
+    """The statutory clocks with their anchors, durations and recurrences."""
+    actual = {
+        rule.name: (
+            rule.anchor_fact,
+            rule.duration,
+            rule.recur_fact,
+            rule.recur_durations,
+        )
+        for rule in pathway.clock_rules()
+    }
+    expected = {
+        name: (anchor, Duration.parse(first), recur, tuple(Duration.parse(d) for d in later))
+        for name, (anchor, first, recur, later) in CLOCKS[pathway.id].items()
+    }
+    assert actual == expected
+
+
+def test_escalation_and_extension_roles(pathway: Pathway) -> None:
+    """Every deadline escalates to team_manager; only care_proceedings is extended by the court."""
+    for rule in pathway.deadlines:
+        assert rule.escalate_to == "team_manager"
+        assert rule.reminders, rule.name
+        if rule.extension is None:
+            continue
+        expected = {"court_officer"} if rule.name == "care_proceedings" else {"team_manager"}
+        assert set(rule.extension.roles) == expected, rule.name
+        assert rule.extension.limit >= 1
+
+
+def test_england_treatment_and_proceedings() -> None:
+    """England: LIFT's reminders on treatment and 8-week court extensions of care proceedings."""
+    england = bundled_pathways()["nim-uk-england"]
+    reminders = {r.label: r for r in england.rule("treatment").reminders}
+    assert reminders["monthly_update"].every == Duration.parse("1 months")
+    assert reminders["mid_way_review"].fraction == 0.5
+    assert any(r.before == Duration.parse("10 working_days") for r in reminders.values())
+    extension = england.rule("care_proceedings").extension
+    assert extension is not None
+    assert extension.step == Duration.parse("8 weeks")
+
+
+def test_scotland_treatment_extends_once_to_twelve_months() -> None:
+    """Scotland: GIFT treatment is 9 months, extendable once by 3 months by a team manager."""
+    rule = bundled_pathways()["nim-uk-scotland"].rule("treatment")
+    assert rule.extension is not None
+    assert (rule.extension.step, rule.extension.limit) == (Duration.parse("3 months"), 1)
+    assert rule.extension.roles == {"team_manager"}
+
+
+@pytest.mark.parametrize("path", sorted(PATHWAYS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_duration_cites_its_source(path: Path) -> None:
+    """Each line with a duration carries a comment citing S1..S26 or saying 'assumption:'."""
+    uncited = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        code = line.split("#", 1)[0]
+        if _DURATION_TEXT.search(code) and not _SOURCE_COMMENT.search(line):
+            uncited.append(f"{path.name}:{number}: {line.strip()}")
+    assert uncited == []
+
+
+def test_duration_check_sees_every_duration(pathway: Pathway) -> None:
+    """The line check above is not vacuous: it finds a line for every duration in the model."""
+    lines = bundled_path(pathway.id).read_text(encoding="utf-8").splitlines()
+    cited = sum(len(_DURATION_TEXT.findall(line.split("#", 1)[0])) for line in lines)
+    in_model = 0
+    for rule in pathway.deadlines:
+        in_model += 1 + len(rule.recur_durations)
+        in_model += sum(1 for r in rule.reminders if r.before is not None or r.every is not None)
+        in_model += rule.extension is not None
+    assert cited == in_model
