@@ -1,0 +1,1271 @@
+"""The ``nim-workflow`` command: a coordinator's and an operator's window onto one database.
+
+Every command reads and writes through :class:`~nim_workflow.Engine`, never around it: the command
+line parses arguments into the engine's terms (actors, aware datetimes, typed facts), calls one
+engine method and prints the result as an aligned table, as text or as JSON. Failures become one
+``error: ...`` line on stderr and the exit codes of the API contract: 0 success, 1 a refused
+action, 2 bad usage or bad input, 3 a broken audit chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+import sqlalchemy as sa
+
+import nim_workflow as nw
+from nim_workflow._engine import DEFAULT_URL
+from nim_workflow._pathway._diagram import render_mermaid, render_text
+from nim_workflow._pathway._model import FactSpec
+from nim_workflow._store import _migrate
+from nim_workflow._values import EventKind
+
+__all__ = ["main"]
+
+ENV_DB = "NIM_WORKFLOW_DB"
+DEMO_URL = "sqlite:///nim-workflow-demo.db"
+DEMO_HTML = "nim-workflow-report.html"
+
+EXIT_REFUSED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTEGRITY = 3
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_SPAN = re.compile(r"^\s*(\d+)\s*([dw])\s*$", re.IGNORECASE)
+_TRUE = frozenset({"true", "yes"})
+_FALSE = frozenset({"false", "no"})
+_ALARMS: tuple[EventKind, ...] = ("reminder", "breach", "escalation")
+
+
+class _NoDatabase(Exception):
+    """The database to read or write has not been created, or has no nim-workflow schema."""
+
+
+class _Unavailable(Exception):
+    """A part of the package a command needs (the demo, the report) cannot be imported."""
+
+
+# -- parameter types ------------------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    _DateTimeType = click.ParamType[dt.datetime]
+    _SpanType = click.ParamType[dt.timedelta]
+else:  # older click releases have a plain ParamType that cannot be subscripted
+    _DateTimeType = _SpanType = click.ParamType
+
+
+class _When(_DateTimeType):
+    """An instant: an ISO date (noon UTC of that date) or an ISO datetime with a time zone."""
+
+    name = "ISO date or datetime"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        if "T" not in text.upper() and " " not in text:
+            try:
+                day = dt.date.fromisoformat(text)
+            except ValueError:
+                self.fail(f"{text!r} is not an ISO date (YYYY-MM-DD) or datetime", param, ctx)
+            # Noon UTC is the same local date in every site's time zone the pathways use.
+            return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not an ISO date (YYYY-MM-DD) or datetime", param, ctx)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            self.fail(
+                f"{text!r} has no time zone; add one (such as {text}Z or {text}+01:00) "
+                "or give a plain date, which means noon UTC",
+                param,
+                ctx,
+            )
+        return moment.astimezone(dt.UTC)
+
+
+class _Span(_SpanType):
+    """A number of days or weeks: ``14d`` or ``2w``."""
+
+    name = "Nd|Nw"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.timedelta:
+        if isinstance(value, dt.timedelta):
+            return value
+        match = _SPAN.match(str(value))
+        if match is None:
+            self.fail(f"{value!r} is not a span; write days as 14d or weeks as 2w", param, ctx)
+        amount = int(match.group(1))
+        return dt.timedelta(days=amount * (7 if match.group(2).lower() == "w" else 1))
+
+
+WHEN = _When()
+SPAN = _Span()
+
+
+# -- the shared state of one invocation -----------------------------------------------------------
+
+
+@dataclass
+class _Runtime:
+    """The database URL and output choice of one invocation, and the engine, opened on demand."""
+
+    url: str
+    json: bool = False
+    _engine: nw.Engine | None = field(default=None, repr=False)
+
+    def engine(self) -> nw.Engine:
+        """The engine over an existing, migrated database; :class:`_NoDatabase` otherwise."""
+        if self._engine is None:
+            missing = _missing_sqlite_file(self.url)
+            if missing is not None:
+                raise _NoDatabase(_no_database(missing))
+            engine = nw.Engine(self.url)
+            try:
+                with engine.sqlalchemy_engine.connect() as conn:
+                    revision = _migrate.current_revision(conn)
+            except BaseException:
+                engine.close()
+                raise
+            if revision is None:
+                engine.close()
+                raise _NoDatabase(_no_database(_describe(self.url)))
+            head = _migrate.head_revision()
+            if revision != head:
+                engine.close()
+                raise _NoDatabase(
+                    f"the database at {_describe(self.url)} has schema revision {revision}, "
+                    f"not {head} as this version of nim-workflow needs; run "
+                    "`nim-workflow db upgrade` first"
+                )
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        """Stop the engine's scheduler (if any) and release its connections."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+def _runtime(ctx: click.Context) -> _Runtime:
+    runtime = ctx.find_object(_Runtime)
+    if runtime is None:  # pragma: no cover - main always creates one
+        raise click.UsageError("internal: no runtime")
+    return runtime
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The file path of a SQLite URL whose file does not exist; ``None`` for anything else."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None  # the engine reports a malformed URL in its own words
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return None if Path(database).exists() else database
+
+
+def _describe(url: str) -> str:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return parsed.database
+    return parsed.render_as_string(hide_password=True)
+
+
+def _no_database(where: str) -> str:
+    return f"no database at {where}; run `nim-workflow db upgrade` first"
+
+
+# -- errors and exit codes ------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+class _Group(click.Group):
+    """The top-level group: turns the library's exceptions into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (nw.ActionRefused, nw.ConcurrentUpdate) as exc:
+            _fail(str(exc), EXIT_REFUSED)
+        except nw.PathwayError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            raise click.exceptions.Exit(EXIT_BAD_INPUT) from None
+        except nw.NimWorkflowError as exc:
+            # CaseNotFound, CaseExists, InvalidInput and anything else the engine refuses.
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except (_NoDatabase, _Unavailable) as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except sa.exc.OperationalError as exc:
+            text = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
+            if "no such table" in text:
+                _fail(_no_database(_describe(_runtime(ctx).url)), EXIT_BAD_INPUT)
+            _fail(
+                f"cannot use the database at {_describe(_runtime(ctx).url)}: {text}",
+                EXIT_BAD_INPUT,
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            _fail(f"database error at {_describe(_runtime(ctx).url)}: {exc}", EXIT_BAD_INPUT)
+
+
+# -- output helpers -------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Plain columns aligned on the widest cell, two spaces apart, no trailing spaces."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    lines = []
+    for row in [list(headers), *cells]:
+        lines.append("  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [_jsonable(v) for v in items]
+    return value
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
+
+
+def _wants_json(ctx: click.Context, flag: bool) -> bool:
+    return flag or _runtime(ctx).json
+
+
+def _json_option(func: _F) -> _F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
+        func
+    )
+
+
+def _local(moment: dt.datetime | None, tz: ZoneInfo) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _fact_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _facts_text(facts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_fact_text(v)}" for k, v in sorted(facts.items())) or "none"
+
+
+# -- engine-facing helpers ------------------------------------------------------------------------
+
+
+def _pathway_of(engine: nw.Engine, case: nw.Case) -> nw.Pathway:
+    """The definition a case runs on (its own version if this process has it, else the newest)."""
+    try:
+        return engine.pathway(case.pathway_id, case.pathway_version)
+    except nw.InvalidInput:
+        return engine.pathway(case.pathway_id)
+
+
+def _parse_facts(pathway: nw.Pathway, items: Iterable[str]) -> dict[str, Any]:
+    """``name=value`` pairs into typed values: ``true``/``false``, ISO dates, enum values."""
+    facts: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not name=value", param_hint="fact")
+        spec = pathway.facts.get(name)
+        facts[name] = text if spec is None else _fact_value(spec, text.strip())
+    return facts
+
+
+def _fact_value(spec: FactSpec, text: str) -> Any:
+    if spec.type == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise nw.InvalidInput(f"fact {spec.name!r} is true or false, not {text!r}", field=spec.name)
+    if spec.type == "date":
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise nw.InvalidInput(
+                f"fact {spec.name!r} is a date; {text!r} is not YYYY-MM-DD", field=spec.name
+            ) from None
+    return text
+
+
+def _actor_options(func: _F) -> _F:
+    func = click.option(
+        "--role",
+        "roles",
+        multiple=True,
+        required=True,
+        metavar="ROLE",
+        help="A role the actor holds (repeat for several), e.g. team_manager.",
+    )(func)
+    return click.option(
+        "--actor", "actor_id", required=True, metavar="ID", help="Who is acting, e.g. tm-004."
+    )(func)
+
+
+def _actor(actor_id: str, roles: Sequence[str]) -> nw.Actor:
+    try:
+        return nw.Actor(actor_id, roles=roles)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--actor") from None
+
+
+def _at_option(help_text: str) -> Callable[[_F], _F]:
+    return click.option("--at", "at", type=WHEN, default=None, metavar="WHEN", help=help_text)
+
+
+_AT_ACTION = (
+    "When it happened: an ISO date (meaning noon UTC) or a datetime with a zone "
+    "(2026-03-02T09:30+00:00). Default: now."
+)
+_AT_ASOF = "Look as of this date (noon UTC) or zoned datetime instead of now."
+
+
+def _examples(*lines: str) -> str:
+    """An epilog of example command lines, which click's backspace marker keeps unwrapped."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -- the group ------------------------------------------------------------------------------------
+
+
+@click.group(
+    cls=_Group,
+    epilog=_examples(
+        "nim-workflow demo",
+        "nim-workflow --db sqlite:///nim-workflow.db db upgrade",
+        "nim-workflow cases --site london",
+        "nim-workflow case show LDN-2026-0001",
+    ),
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--db",
+    "url",
+    envvar=ENV_DB,
+    default=DEFAULT_URL,
+    show_default=True,
+    show_envvar=True,
+    metavar="URL",
+    help="The database: a SQLAlchemy URL (sqlite:///file.db or postgresql+psycopg://...).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print listings as JSON instead of tables.")
+@click.version_option(nw.__version__, "--version", prog_name="nim-workflow")
+@click.pass_context
+def main(ctx: click.Context, url: str, as_json: bool) -> None:
+    """Run NIM care pathway cases: open them, move them, see what is due, check the audit trail.
+
+    Create the database once with `db upgrade`, or try everything on a simulated two-site
+    cohort with `demo`. Exit codes: 0 ok, 1 action refused, 2 bad usage or input, 3 audit
+    chain broken.
+    """
+    runtime = _Runtime(url=url, json=as_json)
+    ctx.obj = runtime
+    ctx.call_on_close(runtime.close)
+
+
+@contextmanager
+def _optional_part(what: str) -> Iterator[None]:
+    """Turn a failed import of a part some commands need (the demo, the report) into one line."""
+    # Those parts are imported inside their commands so that every other command starts fast
+    # and works even where they cannot be imported.
+    try:
+        yield
+    except ImportError as exc:
+        raise _Unavailable(f"{what} is not available in this installation: {exc}") from exc
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@main.command(epilog=_examples("nim-workflow demo --html report.html"))
+@click.option(
+    "--db",
+    "url",
+    default=DEMO_URL,
+    show_default=True,
+    metavar="URL",
+    help="Where the demo runs; it starts afresh, so it never uses the main database.",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False),
+    default=DEMO_HTML,
+    show_default=True,
+    help="Where to write the coordinator's HTML report.",
+)
+def demo(url: str, html: str) -> None:
+    """Run a simulated two-site cohort through months of pathway and show the results.
+
+    The clock is simulated; the database is rebuilt from scratch each time. Prints the
+    coordinator's summary and writes the HTML report.
+    """
+    with _optional_part("the demo"):
+        from nim_workflow._demo import run_demo
+        from nim_workflow._report import format_summary
+    with ExitStack() as stack:
+        bars: list[Any] = []
+
+        def progress(done: int, total: int) -> None:
+            # The total is known only once the demo starts, so the bar is made on the first call.
+            if not bars:
+                bar = click.progressbar(length=max(total, 1), label="simulating", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+            bars[0].update(max(done - bars[0].pos, 0))
+
+        try:
+            result = run_demo(url, html=html, progress=progress)
+        except OSError as exc:
+            _fail(f"the demo could not write its files: {exc}", EXIT_BAD_INPUT)
+    click.echo(format_summary(result.summary))
+    if result.html:
+        click.echo(f"report: {result.html}")
+
+
+# -- db -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade", epilog=_examples("nim-workflow --db sqlite:///nim-workflow.db db upgrade"))
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create the database's schema, or upgrade it to this version; safe to run again."""
+    runtime = _runtime(ctx)
+    engine = nw.Engine(runtime.url)
+    try:
+        engine.migrate()
+    finally:
+        engine.close()
+    click.echo(f"database ready: {_describe(runtime.url)}")
+
+
+# -- pathway --------------------------------------------------------------------------------------
+
+
+@main.group()
+def pathway() -> None:
+    """Check pathway files and show pathways."""
+
+
+@pathway.command("validate", epilog=_examples("nim-workflow pathway validate pathways/*.yaml"))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def pathway_validate(files: tuple[str, ...]) -> None:
+    """Check pathway files; print every problem as file:line: field: message.
+
+    Exits 2 if any file is invalid.
+    """
+    invalid = False
+    for name in files:
+        try:
+            loaded = nw.load_pathway(name)
+        except nw.PathwayError as exc:
+            invalid = True
+            for problem in exc.problems:
+                click.echo(str(problem))
+            continue
+        click.echo(f"ok {name}: {loaded.id} v{loaded.version}")
+    if invalid:
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+@pathway.command(
+    "show",
+    epilog=_examples(
+        "nim-workflow pathway show nim-uk-england",
+        "nim-workflow pathway show nim-uk-scotland --format mermaid > scotland.mmd",
+    ),
+)
+@click.argument("pathway_id", metavar="ID")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid"]),
+    default="text",
+    show_default=True,
+    help="text: stages, transitions, roles and deadlines; mermaid: a stateDiagram-v2.",
+)
+def pathway_show(pathway_id: str, fmt: str) -> None:
+    """Show a bundled pathway (or a pathway file): stages, transitions, roles, deadlines."""
+    bundled = nw.bundled_pathways()
+    if pathway_id in bundled:
+        definition = bundled[pathway_id]
+    elif Path(pathway_id).is_file():
+        definition = nw.load_pathway(pathway_id)
+    else:
+        known = ", ".join(sorted(bundled)) or "none"
+        raise nw.InvalidInput(
+            f"no pathway {pathway_id!r}: give a bundled id ({known}) or a pathway file"
+        )
+    render = render_mermaid if fmt == "mermaid" else render_text
+    click.echo(render(definition), nl=False)
+
+
+# -- case -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def case() -> None:
+    """Act on one case: open, fire, record, pause, resume, extend, show."""
+
+
+@case.command(
+    "open",
+    epilog=_examples(
+        "nim-workflow case open LDN-2026-0001 --pathway nim-uk-england --site london \\",
+        "    --fact consent_recorded=true --actor sw-017 --role social_worker",
+    ),
+)
+@click.argument("reference")
+@click.option("--pathway", "pathway_id", required=True, help="The pathway id, e.g. nim-uk-england.")
+@click.option("--site", required=True, help="The site running the case, e.g. london.")
+@click.option("--fact", "facts", multiple=True, metavar="NAME=VALUE", help="A fact to record.")
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_open(
+    ctx: click.Context,
+    reference: str,
+    pathway_id: str,
+    site: str,
+    facts: tuple[str, ...],
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Open a case in its pathway's first stage and start that stage's deadlines."""
+    engine = _runtime(ctx).engine()
+    definition = engine.pathway(pathway_id)
+    opened = engine.open_case(
+        reference,
+        pathway=pathway_id,
+        site=site,
+        actor=_actor(actor_id, roles),
+        at=at,
+        facts=_parse_facts(definition, facts),
+    )
+    click.echo(
+        f"opened {opened.reference} on {opened.pathway_id} v{opened.pathway_version} at "
+        f"{opened.site}: stage {opened.stage} (version {opened.version})"
+    )
+
+
+@case.command(
+    "fire",
+    epilog=_examples(
+        "nim-workflow case fire LDN-2026-0001 accept_referral --actor tm-004 --role team_manager"
+    ),
+)
+@click.argument("reference")
+@click.argument("trigger")
+@click.option("--reason", default=None, help="Why (some triggers, such as withdraw, need one).")
+@click.option(
+    "--fact", "facts", multiple=True, metavar="NAME=VALUE", help="A fact to record first."
+)
+@click.option(
+    "--expected-version",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Refuse (exit 1) unless the case is still at this version.",
+)
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_fire(
+    ctx: click.Context,
+    reference: str,
+    trigger: str,
+    reason: str | None,
+    facts: tuple[str, ...],
+    expected_version: int | None,
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Fire a trigger: move the case to its next stage if the pathway allows it.
+
+    Exits 1 if the trigger is refused (wrong stage, missing facts, missing role, paused).
+    """
+    engine = _runtime(ctx).engine()
+    before = engine.case(reference)
+    moved = engine.fire(
+        reference,
+        trigger,
+        actor=_actor(actor_id, roles),
+        reason=reason,
+        at=at,
+        facts=_parse_facts(_pathway_of(engine, before), facts),
+        expected_version=expected_version,
+    )
+    text = f"{moved.reference}: {trigger}: {before.stage} -> {moved.stage}"
+    if moved.outcome is not None:
+        text += f", closed with outcome {moved.outcome}"
+    click.echo(f"{text} (version {moved.version})")
+
+
+@case.command(
+    "record",
+    epilog=_examples(
+        "nim-workflow case record LDN-2026-0001 proceedings_issued_on=2026-02-02 \\",
+        "    --actor sw-017 --role social_worker",
+    ),
+)
+@click.argument("reference")
+@click.argument("facts", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_record(
+    ctx: click.Context,
+    reference: str,
+    facts: tuple[str, ...],
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Record facts on a case: true/false, ISO dates, or one of a fact's values.
+
+    A date fact such as proceedings_issued_on starts or moves its statutory clock.
+    """
+    engine = _runtime(ctx).engine()
+    before = engine.case(reference)
+    parsed = _parse_facts(_pathway_of(engine, before), facts)
+    after = engine.record(reference, parsed, actor=_actor(actor_id, roles), at=at)
+    if after.version == before.version:
+        click.echo(f"{reference}: nothing changed; those facts were already recorded")
+        return
+    changed = {k: v for k, v in after.facts.items() if before.facts.get(k) != v}
+    click.echo(f"{reference}: recorded {_facts_text(changed)} (version {after.version})")
+
+
+@case.command(
+    "pause",
+    epilog=_examples(
+        "nim-workflow case pause LDN-2026-0001 --reason 'child in hospital' \\",
+        "    --actor co-001 --role coordinator",
+    ),
+)
+@click.argument("reference")
+@click.option("--reason", required=True, help="Why the clock stops.")
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_pause(
+    ctx: click.Context,
+    reference: str,
+    reason: str,
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Stop a case's clock: its open deadlines stand still until it is resumed."""
+    engine = _runtime(ctx).engine()
+    paused = engine.pause(reference, actor=_actor(actor_id, roles), reason=reason, at=at)
+    click.echo(f"{reference}: paused in stage {paused.stage}; its deadlines stand still")
+
+
+@case.command(
+    "resume",
+    epilog=_examples("nim-workflow case resume LDN-2026-0001 --actor co-001 --role coordinator"),
+)
+@click.argument("reference")
+@click.option("--reason", default=None, help="Why the clock restarts (optional).")
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_resume(
+    ctx: click.Context,
+    reference: str,
+    reason: str | None,
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Restart a paused case's clock; its open deadlines move later by the paused time.
+
+    Prints the open deadlines' new due dates.
+    """
+    engine = _runtime(ctx).engine()
+    engine.resume(reference, actor=_actor(actor_id, roles), at=at, reason=reason)
+    click.echo(f"{reference}: resumed")
+    for deadline in engine.deadlines(reference):
+        if deadline.status == "open":
+            click.echo(f"  {deadline.name} now due on {deadline.due_on.isoformat()}")
+
+
+@case.command(
+    "extend",
+    epilog=_examples(
+        "nim-workflow case extend LDN-2026-0001 care_proceedings \\",
+        "    --reason 'court order 2026-07-01' --actor co-009 --role court_officer",
+    ),
+)
+@click.argument("reference")
+@click.argument("deadline")
+@click.option("--reason", required=True, help="Why, e.g. the court's decision to extend.")
+@_at_option(_AT_ACTION)
+@_actor_options
+@click.pass_context
+def case_extend(
+    ctx: click.Context,
+    reference: str,
+    deadline: str,
+    reason: str,
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+) -> None:
+    """Extend one open deadline by its rule's step, as often as the rule allows.
+
+    Exits 1 if the rule allows no (further) extension or the actor lacks the role.
+    """
+    engine = _runtime(ctx).engine()
+    extended = engine.extend_deadline(
+        reference, deadline, actor=_actor(actor_id, roles), reason=reason, at=at
+    )
+    click.echo(
+        f"{reference}: {extended.name} extended (extension {extended.extensions}); "
+        f"now due on {extended.due_on.isoformat()}"
+    )
+
+
+@case.command("show", epilog=_examples("nim-workflow case show LDN-2026-0001"))
+@click.argument("reference")
+@_at_option(_AT_ASOF + " Counts working days in the current stage up to it.")
+@_json_option
+@click.pass_context
+def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_json: bool) -> None:
+    """Show one case's timeline, deadlines (and why they fall when they do) and audit trail.
+
+    The timeline gives each stage's entry and exit in the site's local time and its working
+    days; then come the deadlines with their status, the pauses and the audit trail.
+    """
+    engine = _runtime(ctx).engine()
+    current = engine.case(reference)
+    definition = _pathway_of(engine, current)
+    tz = ZoneInfo(definition.timezone)
+    history = engine.history(reference, at=at)
+    deadlines = engine.deadlines(reference)
+    pauses = engine.pauses(reference)
+    trail = engine.audit(reference)
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            {
+                "case": _case_json(current),
+                "timezone": definition.timezone,
+                "history": [
+                    {
+                        "stage": i.stage,
+                        "entered_at": i.entered_at,
+                        "left_at": i.left_at,
+                        "trigger": i.trigger,
+                        "working_days": i.working_days,
+                    }
+                    for i in history
+                ],
+                "deadlines": [
+                    {**_deadline_json(d), "explanation": d.explain().lines()} for d in deadlines
+                ],
+                "pauses": [{"paused_at": p, "resumed_at": r} for p, r in pauses],
+                "audit": [_audit_json(event) for event in trail],
+            }
+        )
+        return
+    lines = [
+        f"{current.reference}  {current.pathway_id} v{current.pathway_version}  "
+        f"site {current.site} ({definition.timezone})",
+        f"stage: {current.stage} since {_local(current.stage_entered_at, tz)} "
+        f"(version {current.version})",
+    ]
+    if current.paused:
+        lines.append(f"paused since {_local(current.paused_at, tz)}")
+    if current.closed_at is not None:
+        lines.append(f"closed {_local(current.closed_at, tz)}, outcome {current.outcome}")
+    lines.append(f"facts: {_facts_text(current.facts)}")
+    lines += ["", "Timeline"]
+    rows = [
+        (
+            i.stage,
+            _local(i.entered_at, tz),
+            _local(i.left_at, tz),
+            i.working_days,
+            i.trigger,
+        )
+        for i in history
+    ]
+    lines += _indent(_table(("stage", "entered", "left", "working days", "by"), rows))
+    lines += ["", "Deadlines"]
+    if not deadlines:
+        lines.append("  none")
+    for d in deadlines:
+        where = f"stage {d.stage}" if d.stage is not None else "statutory clock"
+        settled = f" {_local(d.settled_at, tz)}" if d.settled_at is not None else ""
+        occurrence = f" #{d.occurrence}" if d.occurrence > 1 else ""
+        extensions = f", extended {d.extensions}x" if d.extensions else ""
+        lines.append(
+            f"  {d.name}{occurrence} ({where}): due on {d.due_on.isoformat()}, "
+            f"{d.status}{settled}{extensions}"
+        )
+        lines += [f"      {line}" for line in d.explain().lines()]
+    lines += ["", "Pauses"]
+    if not pauses:
+        lines.append("  none")
+    for paused_at, resumed_at in pauses:
+        resumed = _local(resumed_at, tz) if resumed_at is not None else "still paused"
+        lines.append(f"  {_local(paused_at, tz)} -> {resumed}")
+    lines += ["", "Audit trail"]
+    audit_rows = [
+        (
+            event.seq,
+            _local(event.at, tz),
+            event.actor_id,
+            event.action,
+            _change(event),
+            _audit_note(event),
+        )
+        for event in trail
+    ]
+    lines += _indent(_table(("seq", "at", "actor", "action", "stage", "detail"), audit_rows))
+    click.echo("\n".join(lines))
+
+
+def _indent(text: str) -> list[str]:
+    return [f"  {line}" for line in text.splitlines()]
+
+
+def _change(event: nw.AuditEvent) -> str:
+    if event.from_stage is not None and event.to_stage is not None:
+        if event.from_stage == event.to_stage:
+            return event.to_stage
+        return f"{event.from_stage} -> {event.to_stage}"
+    return event.to_stage or event.from_stage or "-"
+
+
+def _audit_note(event: nw.AuditEvent) -> str:
+    detail = event.detail
+    parts: list[str] = []
+    if event.trigger:
+        parts.append(event.trigger)
+    if event.action in ("opened", "fact_recorded", "transition") and detail.get("facts"):
+        parts.append(_facts_text(detail["facts"]))
+    if event.action == "extended":
+        parts.append(
+            f"{detail.get('deadline')}: {detail.get('previous_due_on')} -> {detail.get('due_on')}"
+        )
+    if event.action in _ALARMS:
+        parts.append(f"{detail.get('deadline')} {detail.get('label')} (due {detail.get('due_on')})")
+    if event.action == "denied" and detail.get("message"):
+        parts.append(str(detail["message"]))
+    if event.reason:
+        parts.append(f"reason: {event.reason}")
+    return "; ".join(parts)
+
+
+def _case_json(item: nw.Case) -> dict[str, Any]:
+    return {
+        "reference": item.reference,
+        "pathway": item.pathway_id,
+        "pathway_version": item.pathway_version,
+        "site": item.site,
+        "stage": item.stage,
+        "version": item.version,
+        "opened_at": item.opened_at,
+        "stage_entered_at": item.stage_entered_at,
+        "paused": item.paused,
+        "closed_at": item.closed_at,
+        "outcome": item.outcome,
+        "facts": dict(sorted(item.facts.items())),
+    }
+
+
+def _deadline_json(d: nw.Deadline) -> dict[str, Any]:
+    return {
+        "reference": d.reference,
+        "site": d.site,
+        "deadline": d.name,
+        "kind": d.kind,
+        "occurrence": d.occurrence,
+        "stage": d.stage,
+        "due_on": d.due_on,
+        "due_at": d.due_at,
+        "status": d.status,
+        "settled_at": d.settled_at,
+        "extensions": d.extensions,
+    }
+
+
+def _audit_json(event: nw.AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "reference": event.reference,
+        "at": event.at,
+        "actor_id": event.actor_id,
+        "roles": list(event.roles),
+        "action": event.action,
+        "trigger": event.trigger,
+        "from_stage": event.from_stage,
+        "to_stage": event.to_stage,
+        "reason": event.reason,
+        "detail": dict(event.detail),
+        "hash": event.hash,
+    }
+
+
+# -- listings -------------------------------------------------------------------------------------
+
+
+@main.command(
+    "cases",
+    epilog=_examples(
+        "nim-workflow cases --site london", "nim-workflow cases --stage treatment --json"
+    ),
+)
+@click.option("--site", default=None, help="Only this site's cases.")
+@click.option("--stage", default=None, help="Only cases in this stage.")
+@click.option("--all", "include_closed", is_flag=True, help="Include closed cases.")
+@_at_option(_AT_ASOF)
+@_json_option
+@click.pass_context
+def cases_command(
+    ctx: click.Context,
+    site: str | None,
+    stage: str | None,
+    include_closed: bool,
+    at: dt.datetime | None,
+    as_json: bool,
+) -> None:
+    """List open cases with their stage and how long they have been in it.
+
+    Days in stage are counted in calendar days and in the site's working days.
+    """
+    engine = _runtime(ctx).engine()
+    now = at or dt.datetime.now(dt.UTC)
+    found = engine.cases(site=site, stage=stage, open_only=not include_closed)
+    records = []
+    since: list[dt.date] = []
+    for item in found:
+        tz = ZoneInfo(_pathway_of(engine, item).timezone)
+        entered = item.stage_entered_at.astimezone(tz).date()
+        days: int | None = None
+        working: int | None = None
+        if item.is_open:
+            days = max((now.astimezone(tz).date() - entered).days, 0)
+            working = engine.history(item.reference, at=now)[-1].working_days
+        since.append(entered)
+        records.append(
+            {**_case_json(item), "days_in_stage": days, "working_days_in_stage": working}
+        )
+    if _wants_json(ctx, as_json):
+        _echo_json(records)
+        return
+    if not records:
+        click.echo("no cases" if include_closed else "no open cases")
+        return
+    headers = ("reference", "site", "pathway", "stage", "since", "days", "working days", "state")
+    rows = [
+        (
+            item.reference,
+            item.site,
+            item.pathway_id,
+            item.stage,
+            entered,
+            record["days_in_stage"],
+            record["working_days_in_stage"],
+            _state(item),
+        )
+        for item, entered, record in zip(found, since, records, strict=True)
+    ]
+    click.echo(_table(headers, rows))
+
+
+def _state(item: nw.Case) -> str:
+    if not item.is_open:
+        return f"closed ({item.outcome})"
+    return "paused" if item.paused else "open"
+
+
+def _deadline_rows(
+    engine: nw.Engine, found: Sequence[nw.Deadline], now: dt.datetime, *, late: bool
+) -> list[dict[str, Any]]:
+    """Deadlines with their case's current stage and the days left (or overdue) in local dates."""
+    cache: dict[str, nw.Case] = {}
+    out = []
+    for d in found:
+        owner = cache.get(d.reference)
+        if owner is None:
+            owner = cache[d.reference] = engine.case(d.reference)
+        today = now.astimezone(ZoneInfo(_pathway_of(engine, owner).timezone)).date()
+        row = _deadline_json(d)
+        row["stage"] = owner.stage
+        row["deadline_stage"] = d.stage
+        if late:
+            row["days_overdue"] = (today - d.due_on).days
+        else:
+            row["days_left"] = (d.due_on - today).days
+        out.append(row)
+    return out
+
+
+def _print_deadlines(rows: list[dict[str, Any]], *, late: bool, empty: str) -> None:
+    if not rows:
+        click.echo(empty)
+        return
+    last = "days overdue" if late else "days left"
+    key = "days_overdue" if late else "days_left"
+    table_rows = [
+        (r["reference"], r["site"], r["deadline"], r["stage"], r["due_on"], r[key]) for r in rows
+    ]
+    click.echo(_table(("reference", "site", "deadline", "stage", "due on", last), table_rows))
+
+
+@main.command(
+    "due", epilog=_examples("nim-workflow due --within 2w --site london", "nim-workflow due --json")
+)
+@click.option(
+    "--within",
+    type=SPAN,
+    default="14d",
+    metavar="Nd|Nw",
+    show_default=True,
+    help="How far ahead to look: days (14d) or weeks (2w).",
+)
+@click.option("--site", default=None, help="Only this site's deadlines.")
+@_at_option(_AT_ASOF)
+@_json_option
+@click.pass_context
+def due_command(
+    ctx: click.Context,
+    within: dt.timedelta,
+    site: str | None,
+    at: dt.datetime | None,
+    as_json: bool,
+) -> None:
+    """List open deadlines falling due soon, soonest first, with the days left.
+
+    Overdue deadlines are included (with negative days left).
+    """
+    engine = _runtime(ctx).engine()
+    now = at or dt.datetime.now(dt.UTC)
+    rows = _deadline_rows(engine, engine.due(before=now + within, site=site), now, late=False)
+    if _wants_json(ctx, as_json):
+        _echo_json(rows)
+        return
+    _print_deadlines(rows, late=False, empty="nothing due")
+
+
+@main.command("overdue", epilog=_examples("nim-workflow overdue --site glasgow"))
+@click.option("--site", default=None, help="Only this site's deadlines.")
+@_at_option(_AT_ASOF)
+@_json_option
+@click.pass_context
+def overdue_command(
+    ctx: click.Context, site: str | None, at: dt.datetime | None, as_json: bool
+) -> None:
+    """List open deadlines whose due date has passed, oldest first, with the days overdue."""
+    engine = _runtime(ctx).engine()
+    now = at or dt.datetime.now(dt.UTC)
+    rows = _deadline_rows(engine, engine.overdue(at=now, site=site), now, late=True)
+    if _wants_json(ctx, as_json):
+        _echo_json(rows)
+        return
+    _print_deadlines(rows, late=True, empty="nothing overdue")
+
+
+# -- report, audit, worker ------------------------------------------------------------------------
+
+
+@main.command("report", epilog=_examples("nim-workflow report --html report.html --site london"))
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The file to write the report to.",
+)
+@click.option("--site", default=None, help="Only this site.")
+@_at_option("The report's date: a date (noon UTC) or zoned datetime. Default: now.")
+@click.pass_context
+def report_command(ctx: click.Context, html: str, site: str | None, at: dt.datetime | None) -> None:
+    """Write the coordinator's HTML report: timelines, stage durations, on-time rates."""
+    engine = _runtime(ctx).engine()
+    with _optional_part("the report"):
+        from nim_workflow._report import build_report
+    text = build_report(engine, site=site, at=at)
+    try:
+        Path(html).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write the report to {html}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+    click.echo(f"report written to {html}")
+
+
+@main.group()
+def audit() -> None:
+    """Check the tamper-evident audit trail."""
+
+
+@audit.command("verify", epilog=_examples("nim-workflow audit verify"))
+@click.pass_context
+def audit_verify(ctx: click.Context) -> None:
+    """Check the whole audit chain; exit 3 and list every problem if it is broken."""
+    result = _runtime(ctx).engine().verify_audit()
+    if result.ok:
+        click.echo(f"audit chain ok: {result.checked} events checked")
+        return
+    for problem in result.problems:
+        click.echo(problem)
+    count = len(result.problems)
+    _fail(
+        f"audit chain broken: {count} problem{'s' if count != 1 else ''} "
+        f"in {result.checked} events checked",
+        EXIT_INTEGRITY,
+    )
+
+
+@main.command("worker", epilog=_examples("nim-workflow worker", "nim-workflow worker --once"))
+@click.option(
+    "--sweep",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to look for changes made by other processes.",
+)
+@click.option("--once", is_flag=True, help="Process what is due now, print it, and exit.")
+@_at_option("With --once: process as of this date (noon UTC) or zoned datetime.")
+@_json_option
+@click.pass_context
+def worker_command(
+    ctx: click.Context, sweep: float, once: bool, at: dt.datetime | None, as_json: bool
+) -> None:
+    """Fire reminders, escalations and breaches as deadlines fall due, until interrupted.
+
+    Stops cleanly on Ctrl-C or SIGTERM. With --once it processes what is due and exits
+    (for cron).
+    """
+    engine = _runtime(ctx).engine()
+    if once:
+        fired = engine.process_due(at=at)
+        if _wants_json(ctx, as_json):
+            _echo_json([_event_json(event) for event in fired])
+        elif not fired:
+            click.echo("nothing due")
+        else:
+            for event in fired:
+                click.echo(_event_text(event))
+        return
+    if at is not None:
+        raise click.UsageError("--at only applies with --once")
+
+    def report(event: nw.Event) -> None:
+        click.echo(_event_text(event))
+
+    engine.subscribe(report, kinds=_ALARMS)
+    with _until_stopped() as stopped:
+        engine.start_scheduler(sweep_seconds=sweep)
+        click.echo(f"worker started on {_describe(_runtime(ctx).url)}; Ctrl-C to stop")
+        try:
+            while not stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            engine.stop_scheduler()
+    click.echo("worker stopped")
+
+
+@contextmanager
+def _until_stopped() -> Iterator[threading.Event]:
+    """An event set by SIGTERM, with the previous SIGTERM handler put back afterwards."""
+    stopped = threading.Event()
+
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _event_json(event: nw.Event) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "reference": event.reference,
+        "at": event.at,
+        "seq": event.seq,
+        "detail": dict(event.detail),
+    }
+
+
+def _event_text(event: nw.Event) -> str:
+    detail = event.detail
+    text = f"{event.at.isoformat()}  {event.reference}  {event.kind}  {detail.get('deadline')}"
+    if event.kind == "escalation":
+        text += f" to {detail.get('escalate_to')}"
+    elif event.kind == "reminder" and detail.get("label") != "reminder":
+        text += f" ({detail.get('label')})"
+    return f"{text}, due on {detail.get('due_on')}"

@@ -1,0 +1,767 @@
+"""The ``nim-workflow`` command line: its output, JSON shapes, messages and exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import nim_workflow as nw
+from nim_workflow._cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+INVALID = ROOT / "tests" / "pathways" / "invalid"
+BUNDLED = sorted((ROOT / "pathways").glob("*.yaml"))
+
+TM = ("--actor", "tm-004", "--role", "team_manager")
+SW = ("--actor", "sw-017", "--role", "social_worker")
+COURT = ("--actor", "co-009", "--role", "court_officer")
+COORDINATOR = ("--actor", "pc-001", "--role", "coordinator")
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A migrated SQLite database in the test's own directory."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = CliRunner().invoke(main, ["--db", url, "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+@pytest.fixture
+def run(db: str) -> Run:
+    """Invoke the command line on the test's database; fail on an unexpected traceback."""
+
+    def invoke(*args: str, code: int = 0) -> Result:
+        result = CliRunner().invoke(main, ["--db", db, *args], env={"NIM_WORKFLOW_DB": None})
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        return result
+
+    return invoke
+
+
+def _open(
+    run: Run, reference: str = "LDN-1", *, site: str = "london", at: str = "2026-01-05"
+) -> Result:
+    return run(
+        "case", "open", reference, "--pathway", "nim-uk-england", "--site", site,
+        "--fact", "consent_recorded=true", "--at", at, *SW,
+    )  # fmt: skip
+
+
+def _to_assessment(run: Run, reference: str = "LDN-1") -> None:
+    _open(run, reference)
+    run("case", "fire", reference, "accept_referral", "--at", "2026-01-08", *TM)
+
+
+def _case(db: str, reference: str = "LDN-1") -> nw.Case:
+    with nw.Engine(db) as engine:
+        return engine.case(reference)
+
+
+def _deadlines(db: str, reference: str = "LDN-1") -> list[nw.Deadline]:
+    with nw.Engine(db) as engine:
+        return engine.deadlines(reference)
+
+
+# -- global options -------------------------------------------------------------------------------
+
+
+def test_version_prints_the_package_version() -> None:
+    """`--version` prints the program name and the package version."""
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"nim-workflow, version {nw.__version__}"
+
+
+def test_help_lists_every_command() -> None:
+    """The top-level help names every command of the API contract."""
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "db", "pathway", "case", "cases", "due", "overdue", "report",
+                    "audit", "worker"):  # fmt: skip
+        assert f"  {command} " in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("case", "open"), ("case", "fire"), ("case", "record"), ("case", "pause"),
+        ("case", "resume"), ("case", "extend"), ("case", "show"), ("cases",), ("due",),
+        ("overdue",), ("report",), ("audit", "verify"), ("worker",), ("pathway", "show"),
+        ("pathway", "validate"), ("db", "upgrade"), ("demo",),
+    ],
+)  # fmt: skip
+def test_every_command_help_has_an_example(args: tuple[str, ...]) -> None:
+    """Each command's help says what it does and shows an example command line."""
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout
+    assert "  nim-workflow " in result.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    """An unknown command exits 2 (bad usage)."""
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2
+
+
+# -- the database ---------------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    """`db upgrade` creates the file and schema, and running it again changes nothing."""
+    path = tmp_path / "new.db"
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "db", "upgrade"])
+        assert result.exit_code == 0
+        assert result.stdout.strip() == f"database ready: {path}"
+    assert path.is_file()
+    with nw.Engine(f"sqlite:///{path}") as engine:
+        assert engine.cases() == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("cases",), ("due",), ("overdue",), ("audit", "verify"), ("case", "show", "X"),
+     ("worker", "--once"), ("case", "open", "X", "--pathway", "nim-uk-england", "--site", "a",
+      "--actor", "a", "--role", "social_worker")],
+)  # fmt: skip
+def test_missing_database_is_not_created(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A command on a SQLite file that does not exist says to run `db upgrade`, exit 2."""
+    path = tmp_path / "absent.db"
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", *args])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: no database at {path}; run `nim-workflow db upgrade` first\n"
+    assert not path.exists()
+
+
+def test_database_without_schema_is_refused(tmp_path: Path) -> None:
+    """An existing SQLite file without the schema gets the same message as a missing one."""
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    assert path.exists()
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{path}", "cases"])
+    assert result.exit_code == 2
+    assert "no database at" in result.stderr
+    assert "run `nim-workflow db upgrade` first" in result.stderr
+
+
+def test_database_on_an_older_schema_is_refused(db: str, tmp_path: Path) -> None:
+    """A database whose schema revision is not this version's says to run `db upgrade`."""
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        conn.execute("UPDATE nimwf_alembic_version SET version_num = 'older'")
+    conn.close()
+    result = CliRunner().invoke(main, ["--db", db, "cases"])
+    assert result.exit_code == 2
+    assert "has schema revision older" in result.stderr
+    assert result.stderr.endswith("run `nim-workflow db upgrade` first\n")
+
+
+def test_db_upgrade_into_a_missing_folder_is_one_error_line(tmp_path: Path) -> None:
+    """A SQLite file that cannot be created gives one error line and exit 2."""
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'folder.db'}"
+    result = CliRunner().invoke(main, ["--db", url, "db", "upgrade"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot use the database at ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_environment_variable_names_the_database(tmp_path: Path) -> None:
+    """NIM_WORKFLOW_DB is used when --db is not given."""
+    path = tmp_path / "from-env.db"
+    env = {"NIM_WORKFLOW_DB": f"sqlite:///{path}"}
+    result = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0
+    assert path.is_file()
+    result = CliRunner().invoke(main, ["cases"], env=env)
+    assert result.exit_code == 0
+    assert result.stdout == "no open cases\n"
+
+
+def test_bad_database_url_is_bad_input() -> None:
+    """A URL that is not a database URL exits 2 with one error line."""
+    result = CliRunner().invoke(main, ["--db", "not a url", "cases"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1
+
+
+# -- pathways -------------------------------------------------------------------------------------
+
+
+def test_pathway_validate_accepts_the_bundled_files() -> None:
+    """Every bundled file validates with one ok line naming its id and version."""
+    result = CliRunner().invoke(main, ["pathway", "validate", *map(str, BUNDLED)])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(BUNDLED)
+    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v1" in lines
+
+
+def test_pathway_validate_names_file_line_and_field() -> None:
+    """Every problem of an invalid file is printed as file:line: field: message; exit 2."""
+    bad = INVALID / "misnamed-role.yaml"
+    good = BUNDLED[0]
+    result = CliRunner().invoke(main, ["pathway", "validate", str(bad), str(good)])
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{bad}:12: roles.Worker: 'Worker' is not a valid role name")
+    assert lines[1].startswith(f"{bad}:16: permissions.open_case[0]: unknown role 'worker'")
+    assert len([line for line in lines if line.startswith(f"{bad}:")]) == 4
+    assert lines[-1].startswith(f"ok {good}: ")
+
+
+def test_pathway_validate_reports_an_unreadable_file(tmp_path: Path) -> None:
+    """A file that cannot be read is reported, not a traceback; exit 2."""
+    missing = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(main, ["pathway", "validate", str(missing)])
+    assert result.exit_code == 2
+    assert result.stdout.startswith(f"{missing}: <file>: cannot read it")
+
+
+def test_pathway_show_text_lists_stages_transitions_and_deadlines() -> None:
+    """`pathway show ID` prints the text summary of a bundled pathway."""
+    result = CliRunner().invoke(main, ["pathway", "show", "nim-uk-england"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("NIM, London Infant and Family Team\n")
+    for part in ("Stages", "Transitions", "accept_referral", "care_proceedings", "court_officer"):
+        assert part in result.stdout
+
+
+def test_pathway_show_mermaid_is_a_state_diagram() -> None:
+    """`--format mermaid` prints a stateDiagram-v2 with the trigger edges."""
+    result = CliRunner().invoke(main, ["pathway", "show", "nim-uk-scotland", "--format", "mermaid"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("stateDiagram-v2\n")
+    assert "  referral --> assessment : accept_referral" in result.stdout
+
+
+def test_pathway_show_reads_a_file_path() -> None:
+    """A path to a pathway file is shown like a bundled id."""
+    path = ROOT / "tests" / "pathways" / "valid"
+    files = sorted(path.glob("*.yaml")) or BUNDLED
+    result = CliRunner().invoke(main, ["pathway", "show", str(files[0]), "--format", "mermaid"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("stateDiagram-v2")
+
+
+def test_pathway_show_unknown_id_names_the_bundled_ones() -> None:
+    """An unknown pathway id exits 2 and lists the bundled ids."""
+    result = CliRunner().invoke(main, ["pathway", "show", "nim-mars"])
+    assert result.exit_code == 2
+    assert "nim-uk-england" in result.stderr
+
+
+def test_pathway_show_invalid_file_prints_its_problems() -> None:
+    """Showing an invalid file prints each problem as an error line; exit 2."""
+    bad = INVALID / "misnamed-role.yaml"
+    result = CliRunner().invoke(main, ["pathway", "show", str(bad)])
+    assert result.exit_code == 2
+    assert f"error: {bad}:12: roles.Worker:" in result.stderr
+
+
+# -- acting on a case -----------------------------------------------------------------------------
+
+
+def test_case_open_reports_the_stage_and_stores_typed_facts(run: Run, db: str) -> None:
+    """`case open` opens the case in the first stage with its facts converted to their types."""
+    result = _open(run)
+    assert result.stdout == (
+        "opened LDN-1 on nim-uk-england v1 at london: stage referral (version 1)\n"
+    )
+    opened = _case(db)
+    assert opened.facts == {"consent_recorded": True}
+    assert opened.site == "london"
+
+
+def test_a_date_for_at_means_noon_utc(run: Run, db: str) -> None:
+    """`--at 2026-01-05` records the action at noon UTC of that date."""
+    _open(run)
+    assert _case(db).opened_at == dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC)
+
+
+def test_a_zoned_datetime_for_at_is_kept(run: Run, db: str) -> None:
+    """A datetime with a zone is used as given (in UTC)."""
+    _open(run, at="2026-01-05T09:30:00+01:00")
+    assert _case(db).opened_at == dt.datetime(2026, 1, 5, 8, 30, tzinfo=dt.UTC)
+
+
+def test_a_naive_datetime_for_at_is_refused(run: Run) -> None:
+    """A datetime without a zone exits 2 with a message saying to add one."""
+    result = run(
+        "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london",
+        "--at", "2026-01-05T10:00", *SW, code=2,
+    )  # fmt: skip
+    assert "has no time zone" in result.stderr
+
+
+def test_a_bad_date_is_refused(run: Run) -> None:
+    """A date that does not exist exits 2 naming the bad value."""
+    _open(run)
+    result = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-02-30", *TM, code=2)
+    assert "'2026-02-30' is not an ISO date" in result.stderr
+
+
+def test_a_bad_date_fact_is_refused(run: Run) -> None:
+    """A date fact that is not YYYY-MM-DD exits 2 with the fact's name."""
+    _open(run)
+    result = run("case", "record", "LDN-1", "entered_care_on=yesterday", *SW, code=2)
+    assert result.stderr == (
+        "error: fact 'entered_care_on' is a date; 'yesterday' is not YYYY-MM-DD\n"
+    )
+
+
+def test_a_bad_bool_fact_is_refused(run: Run) -> None:
+    """A bool fact that is not true/false exits 2."""
+    result = run(
+        "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london",
+        "--fact", "consent_recorded=maybe", *SW, code=2,
+    )  # fmt: skip
+    assert "is true or false, not 'maybe'" in result.stderr
+
+
+def test_an_undeclared_fact_is_refused(run: Run) -> None:
+    """A fact the pathway does not declare exits 2 and lists the declared facts."""
+    _open(run)
+    result = run("case", "record", "LDN-1", "favourite_colour=blue", *SW, code=2)
+    assert result.stderr.startswith("error: ")
+    assert "'favourite_colour'" in result.stderr
+    assert "consent_recorded" in result.stderr  # the declared facts are listed
+
+
+def test_a_fact_without_equals_is_a_usage_error(run: Run) -> None:
+    """A fact argument that is not name=value exits 2."""
+    _open(run)
+    result = run("case", "record", "LDN-1", "consent_recorded", *SW, code=2)
+    assert "is not name=value" in result.stderr
+
+
+def test_actor_and_role_are_required(run: Run) -> None:
+    """State-changing commands refuse to run without --actor and --role (exit 2)."""
+    _open(run)
+    result = run("case", "pause", "LDN-1", "--reason", "x", code=2)
+    assert "--actor" in result.stderr or "--role" in result.stderr
+
+
+def test_unknown_case_is_bad_input(run: Run) -> None:
+    """A reference with no case exits 2 with one clear line."""
+    result = run("case", "show", "NOPE-1", code=2)
+    assert result.stderr == f"error: {nw.CaseNotFound('NOPE-1')}\n"
+    result = run("case", "fire", "NOPE-1", "accept_referral", *TM, code=2)
+    assert result.stderr == f"error: {nw.CaseNotFound('NOPE-1')}\n"
+
+
+def test_opening_an_existing_reference_is_bad_input(run: Run) -> None:
+    """Opening a reference twice exits 2."""
+    _open(run)
+    result = run(
+        "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london", *SW, code=2
+    )
+    assert result.stderr == f"error: {nw.CaseExists('LDN-1')}\n"
+
+
+def test_unknown_pathway_is_bad_input(run: Run) -> None:
+    """Opening on a pathway that is not registered exits 2 naming the registered ones."""
+    result = run(
+        "case", "open", "X-1", "--pathway", "nim-mars", "--site", "a", *SW, code=2
+    )  # fmt: skip
+    assert "'nim-mars'" in result.stderr
+    assert "nim-uk-england" in result.stderr
+
+
+def test_case_fire_moves_the_case(run: Run, db: str) -> None:
+    """`case fire` prints the move and the new version."""
+    _open(run)
+    result = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-08", *TM)
+    assert result.stdout == "LDN-1: accept_referral: referral -> assessment (version 2)\n"
+    assert _case(db).stage == "assessment"
+
+
+def test_case_fire_records_facts_first(run: Run, db: str) -> None:
+    """`--fact` on fire records the fact the transition requires."""
+    _to_assessment(run)
+    run(
+        "case", "fire", "LDN-1", "offer_treatment", "--fact", "assessment_report_filed=true",
+        "--at", "2026-02-02", *TM,
+    )  # fmt: skip
+    assert _case(db).stage == "treatment"
+
+
+def test_case_fire_with_an_outcome_says_it_closed(run: Run) -> None:
+    """A closing trigger prints the outcome."""
+    _open(run)
+    result = run(
+        "case", "fire", "LDN-1", "withdraw", "--reason", "family moved", "--at", "2026-01-09", *TM
+    )
+    assert result.stdout == (
+        "LDN-1: withdraw: referral -> closed, closed with outcome withdrawn (version 2)\n"
+    )
+
+
+def test_refused_transitions_exit_1(run: Run) -> None:
+    """Unmet requirements, a missing role and an invalid trigger each exit 1 with the reason."""
+    _to_assessment(run)
+    unmet = run("case", "fire", "LDN-1", "offer_treatment", "--at", "2026-01-09", *TM, code=1)
+    assert "assessment_report_filed" in unmet.stderr
+    denied = run("case", "fire", "LDN-1", "offer_treatment", "--at", "2026-01-09", *SW, code=1)
+    assert "sw-017" in denied.stderr
+    assert "team_manager" in denied.stderr
+    invalid = run("case", "fire", "LDN-1", "record_decision", "--at", "2026-01-09", *TM, code=1)
+    assert "offer_treatment, recommend_without_treatment, withdraw" in invalid.stderr
+    for result in (unmet, denied, invalid):
+        assert result.stderr.startswith("error: case LDN-1")
+        assert result.stderr.count("\n") == 1
+
+
+def test_a_stale_expected_version_exits_1(run: Run) -> None:
+    """`--expected-version` that no longer matches is a refused action (exit 1)."""
+    _to_assessment(run)
+    result = run(
+        "case", "fire", "LDN-1", "withdraw", "--reason", "r", "--expected-version", "1",
+        "--at", "2026-01-09", *TM, code=1,
+    )  # fmt: skip
+    assert result.stderr == f"error: {nw.ConcurrentUpdate('LDN-1', 1, 2)}\n"
+    run(
+        "case", "fire", "LDN-1", "withdraw", "--reason", "r", "--expected-version", "2",
+        "--at", "2026-01-09", *TM,
+    )  # fmt: skip
+
+
+def test_case_record_prints_what_changed(run: Run, db: str) -> None:
+    """`case record` prints the recorded facts, and says when nothing changed."""
+    _open(run)
+    result = run(
+        "case", "record", "LDN-1", "proceedings_issued_on=2026-01-20", "--at", "2026-01-21", *SW
+    )
+    assert result.stdout == "LDN-1: recorded proceedings_issued_on=2026-01-20 (version 2)\n"
+    assert _case(db).facts["proceedings_issued_on"] == dt.date(2026, 1, 20)
+    again = run("case", "record", "LDN-1", "consent_recorded=true", "--at", "2026-01-21", *SW)
+    assert "nothing changed" in again.stdout
+
+
+def test_pause_and_resume_move_the_deadlines(run: Run) -> None:
+    """Pause stops the clock, firing while paused exits 1, resume prints the new due dates."""
+    _open(run)
+    paused = run(
+        "case", "pause", "LDN-1", "--reason", "child in hospital", "--at", "2026-01-06",
+        *COORDINATOR,
+    )  # fmt: skip
+    assert paused.stdout == "LDN-1: paused in stage referral; its deadlines stand still\n"
+    refused = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-07", *TM, code=1)
+    assert refused.stderr == f"error: {nw.CasePaused('LDN-1', 'accept_referral')}\n"
+    resumed = run("case", "resume", "LDN-1", "--at", "2026-01-08", *COORDINATOR)
+    # Two working days paused (6th and 7th): 2026-01-19 becomes 2026-01-21.
+    assert resumed.stdout == "LDN-1: resumed\n  referral_decision now due on 2026-01-21\n"
+
+
+def test_pause_needs_the_right_role(run: Run) -> None:
+    """A social worker may not pause a case: exit 1."""
+    _open(run)
+    result = run("case", "pause", "LDN-1", "--reason", "r", "--at", "2026-01-06", *SW, code=1)
+    assert result.stderr.startswith("error: case LDN-1")
+    assert "coordinator" in result.stderr
+
+
+def test_extend_moves_a_deadline_within_its_limit(run: Run) -> None:
+    """`case extend` moves the deadline by one step; beyond the rule's limit it exits 1."""
+    _open(run)
+    result = run(
+        "case", "extend", "LDN-1", "referral_decision", "--reason", "awaiting records",
+        "--at", "2026-01-06", *TM,
+    )  # fmt: skip
+    assert result.stdout == (
+        "LDN-1: referral_decision extended (extension 1); now due on 2026-01-26\n"
+    )
+    refused = run(
+        "case", "extend", "LDN-1", "referral_decision", "--reason", "again",
+        "--at", "2026-01-07", *TM, code=1,
+    )  # fmt: skip
+    assert refused.stderr.startswith("error: case LDN-1")
+    assert "referral_decision" in refused.stderr
+
+
+def test_extend_an_unknown_deadline_is_bad_input(run: Run) -> None:
+    """A deadline name the pathway does not have exits 2."""
+    _open(run)
+    result = run("case", "extend", "LDN-1", "nonsense", "--reason", "r", *TM, code=2)
+    assert result.stderr.startswith("error: ")
+    assert "'nonsense'" in result.stderr
+
+
+def test_case_show_prints_timeline_deadlines_pauses_and_audit(run: Run) -> None:
+    """`case show` prints stages in local time with working days, deadlines, pauses, audit."""
+    _to_assessment(run)
+    run("case", "record", "LDN-1", "entered_care_on=2026-01-10", "--at", "2026-01-12", *SW)
+    run("case", "pause", "LDN-1", "--reason", "hospital", "--at", "2026-01-13", *COORDINATOR)
+    out = run("case", "show", "LDN-1", "--at", "2026-02-02").stdout
+    assert out.startswith("LDN-1  nim-uk-england v1  site london (Europe/London)\n")
+    assert "stage: assessment since 2026-01-08 12:00 GMT (version 4)" in out
+    assert "paused since 2026-01-13 12:00 GMT" in out
+    assert "referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out
+    assert "referral_decision (stage referral): due on 2026-01-19, met 2026-01-08 12:00 GMT" in out
+    assert "lac_review (statutory clock): due on 2026-02-06, open" in out
+    assert "2026-01-13 12:00 GMT -> still paused" in out
+    for section in ("Timeline", "Deadlines", "Pauses", "Audit trail"):
+        assert f"\n{section}\n" in out
+    assert "pc-001" in out
+    assert "reason: hospital" in out
+
+
+def test_case_show_includes_each_deadlines_explanation(run: Run, db: str) -> None:
+    """Every explanation line of every deadline appears under it in `case show`."""
+    _open(run)
+    out = run("case", "show", "LDN-1", "--at", "2026-01-06").stdout
+    for deadline in _deadlines(db):
+        for line in deadline.explain().lines():
+            assert f"      {line}\n" in out
+    assert "      rule: referral_decision: 10 working_days" in out
+
+
+def test_case_show_json_has_the_timeline_and_explanations(run: Run) -> None:
+    """`case show --json` gives the case, history, deadlines with explanations and audit."""
+    _to_assessment(run)
+    data = json.loads(run("case", "show", "LDN-1", "--json", "--at", "2026-01-09").stdout)
+    assert set(data) == {"case", "timezone", "history", "deadlines", "pauses", "audit"}
+    assert data["case"]["stage"] == "assessment"
+    assert [i["stage"] for i in data["history"]] == ["referral", "assessment"]
+    assert data["history"][0]["entered_at"] == "2026-01-05T12:00:00+00:00"
+    assert data["deadlines"][0]["explanation"][0].startswith("clock started 2026-01-05")
+    assert [e["action"] for e in data["audit"]] == ["opened", "transition"]
+
+
+# -- listings -------------------------------------------------------------------------------------
+
+CASE_KEYS = {
+    "reference", "pathway", "pathway_version", "site", "stage", "version", "opened_at",
+    "stage_entered_at", "paused", "closed_at", "outcome", "facts", "days_in_stage",
+    "working_days_in_stage",
+}  # fmt: skip
+DEADLINE_KEYS = {
+    "reference", "site", "deadline", "kind", "occurrence", "stage", "deadline_stage", "due_on",
+    "due_at", "status", "settled_at", "extensions",
+}  # fmt: skip
+
+
+def test_cases_table_shows_stage_and_days_in_it(run: Run) -> None:
+    """`cases` lists open cases with calendar and working days in their stage."""
+    _to_assessment(run, "LDN-1")
+    _open(run, "GLA-1", site="glasgow")
+    lines = run("cases", "--at", "2026-01-12").stdout.splitlines()
+    assert lines[0].split() == [
+        "reference", "site", "pathway", "stage", "since", "days", "working", "days", "state",
+    ]  # fmt: skip
+    # Oldest opened first; both opened on the 5th, so by reference.
+    assert lines[1].split()[:6] == [
+        "GLA-1", "glasgow", "nim-uk-england", "referral", "2026-01-05", "7",
+    ]  # fmt: skip
+    assert lines[2].split() == [
+        "LDN-1", "london", "nim-uk-england", "assessment", "2026-01-08", "4", "2", "open",
+    ]  # fmt: skip
+
+
+def test_cases_json_shape_from_the_group_and_the_command(run: Run) -> None:
+    """`--json` works before and after the command and gives stable keys with ISO dates."""
+    _to_assessment(run)
+    for args in (("--json", "cases"), ("cases", "--json")):
+        data = json.loads(run(*args, "--at", "2026-01-12").stdout)
+        assert isinstance(data, list)
+        assert set(data[0]) == CASE_KEYS
+        assert data[0]["stage_entered_at"] == "2026-01-08T12:00:00+00:00"
+        assert data[0]["days_in_stage"] == 4
+        assert data[0]["working_days_in_stage"] == 2
+
+
+def test_cases_filters_by_site_and_stage_and_all(run: Run) -> None:
+    """--site and --stage filter; --all includes closed cases."""
+    _to_assessment(run, "LDN-1")
+    _open(run, "GLA-1", site="glasgow")
+    run("case", "fire", "GLA-1", "withdraw", "--reason", "moved", "--at", "2026-01-06", *TM)
+    _open(run, "LDN-2")
+
+    def refs(*args: str) -> list[str]:
+        return [c["reference"] for c in json.loads(run("cases", "--json", *args).stdout)]
+
+    assert refs() == ["LDN-1", "LDN-2"]
+    assert refs("--stage", "referral") == ["LDN-2"]
+    assert refs("--site", "glasgow") == []
+    assert refs("--site", "glasgow", "--all") == ["GLA-1"]
+    table = run("cases", "--all", "--site", "glasgow").stdout
+    assert "closed (withdrawn)" in table
+
+
+def test_cases_with_none_says_so(run: Run) -> None:
+    """An empty listing says so in a table and is an empty list in JSON."""
+    assert run("cases").stdout == "no open cases\n"
+    assert json.loads(run("cases", "--json").stdout) == []
+
+
+def test_due_lists_deadlines_within_the_window(run: Run) -> None:
+    """`due --within` takes days or weeks and prints days left in the site's dates."""
+    _open(run)
+    assert run("due", "--within", "7d", "--at", "2026-01-06").stdout == "nothing due\n"
+    lines = run("due", "--within", "2w", "--at", "2026-01-06").stdout.splitlines()
+    assert lines[0].split() == ["reference", "site", "deadline", "stage", "due", "on", "days",
+                                "left"]  # fmt: skip
+    assert lines[1].split() == ["LDN-1", "london", "referral_decision", "referral", "2026-01-19",
+                                "13"]  # fmt: skip
+
+
+def test_due_json_shape(run: Run) -> None:
+    """`due --json` gives one object per deadline with stable keys and days_left."""
+    _open(run)
+    data = json.loads(run("--json", "due", "--within", "14d", "--at", "2026-01-06").stdout)
+    assert len(data) == 1
+    assert set(data[0]) == DEADLINE_KEYS | {"days_left"}
+    assert data[0]["due_on"] == "2026-01-19"
+    assert data[0]["due_at"] == "2026-01-20T00:00:00+00:00"
+    assert data[0]["days_left"] == 13
+
+
+def test_due_rejects_a_bad_window(run: Run) -> None:
+    """A window that is not Nd or Nw exits 2."""
+    result = run("due", "--within", "3 months", code=2)
+    assert "write days as 14d or weeks as 2w" in result.stderr
+
+
+def test_overdue_lists_past_deadlines(run: Run) -> None:
+    """`overdue` prints days overdue, table and JSON, filtered by site."""
+    _open(run)
+    _open(run, "GLA-1", site="glasgow")
+    table = run("overdue", "--site", "london", "--at", "2026-01-23").stdout.splitlines()
+    assert table[0].split()[-2:] == ["days", "overdue"]
+    assert table[1].split() == ["LDN-1", "london", "referral_decision", "referral", "2026-01-19",
+                                "4"]  # fmt: skip
+    assert len(table) == 2
+    data = json.loads(run("overdue", "--json", "--at", "2026-01-23").stdout)
+    assert {d["reference"] for d in data} == {"LDN-1", "GLA-1"}
+    assert set(data[0]) == DEADLINE_KEYS | {"days_overdue"}
+    assert run("overdue", "--at", "2026-01-10").stdout == "nothing overdue\n"
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+def test_audit_verify_ok(run: Run) -> None:
+    """An untouched chain verifies with exit 0 and the count of events."""
+    _to_assessment(run)
+    assert run("audit", "verify").stdout == "audit chain ok: 2 events checked\n"
+
+
+def test_audit_verify_exits_3_after_tampering(run: Run, tmp_path: Path) -> None:
+    """Editing an audit row behind the engine's back makes `audit verify` exit 3."""
+    _to_assessment(run)
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        conn.execute("UPDATE nimwf_audit_events SET actor_id = 'someone-else' WHERE seq = 1")
+    conn.close()
+    result = run("audit", "verify", code=3)
+    assert "seq 1" in result.stdout
+    assert result.stderr.startswith("error: audit chain broken: ")
+
+
+# -- worker ---------------------------------------------------------------------------------------
+
+
+def test_worker_once_fires_what_is_due(run: Run) -> None:
+    """`worker --once` fires reminders, breaches and escalations once and prints them."""
+    _open(run)
+    lines = run("worker", "--once", "--at", "2026-01-21").stdout.splitlines()
+    assert [line.split()[2] for line in lines] == ["reminder", "breach", "escalation"]
+    assert lines[2].endswith("referral_decision to team_manager, due on 2026-01-19")
+    assert run("worker", "--once", "--at", "2026-01-21").stdout == "nothing due\n"
+
+
+def test_worker_once_json(run: Run) -> None:
+    """`worker --once --json` gives the fired events as objects."""
+    _open(run)
+    data = json.loads(run("worker", "--once", "--json", "--at", "2026-01-21").stdout)
+    assert [e["kind"] for e in data] == ["reminder", "breach", "escalation"]
+    assert set(data[0]) == {"kind", "reference", "at", "seq", "detail"}
+    assert data[0]["detail"]["deadline"] == "referral_decision"
+
+
+def test_worker_at_needs_once(run: Run) -> None:
+    """`--at` without `--once` is a usage error."""
+    run("worker", "--at", "2026-01-21", code=2)
+
+
+def test_worker_stops_cleanly_on_sigterm(db: str) -> None:
+    """The long-running worker stops its scheduler and exits 0 on SIGTERM."""
+    code = "import sys; from nim_workflow._cli import main; sys.exit(main())"
+    with subprocess.Popen(
+        [sys.executable, "-c", code, "--db", db, "worker", "--sweep", "3600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("worker started on ")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip().endswith("worker stopped")
+
+
+# -- demo and report (present once their modules are) ---------------------------------------------
+
+
+def _module_with(name: str, *functions: str) -> Any:
+    module = pytest.importorskip(name)
+    missing = [f for f in functions if not hasattr(module, f)]
+    if missing:
+        pytest.skip(f"{name} has no {', '.join(missing)} yet")
+    return module
+
+
+def test_report_writes_the_html_file(run: Run, tmp_path: Path) -> None:
+    """`report --html` writes the coordinator's report to the file."""
+    _module_with("nim_workflow._report", "build_report")
+    _to_assessment(run)
+    target = tmp_path / "report.html"
+    result = run("report", "--html", str(target), "--at", "2026-02-01")
+    assert result.stdout == f"report written to {target}\n"
+    assert "<html" in target.read_text(encoding="utf-8").lower()
+
+
+def test_report_to_an_unwritable_path_is_one_error_line(run: Run, tmp_path: Path) -> None:
+    """A report file that cannot be written gives one error line and exit 2."""
+    _module_with("nim_workflow._report", "build_report")
+    target = tmp_path / "missing-folder" / "report.html"
+    result = run("report", "--html", str(target), code=2)
+    assert result.stderr.startswith(f"error: cannot write the report to {target}")
+
+
+@pytest.mark.slow
+def test_demo_prints_the_summary_and_writes_the_report(tmp_path: Path) -> None:
+    """`demo` runs the simulated cohort on its own database and writes the report."""
+    _module_with("nim_workflow._demo", "run_demo")
+    _module_with("nim_workflow._report", "format_summary")
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    html = tmp_path / "demo.html"
+    result = CliRunner().invoke(main, ["demo", "--db", url, "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith(f"report: {html}")
+    assert html.is_file()
+
+
+def test_demo_without_its_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the demo cannot be imported, `demo` says so on one line instead of a traceback."""
+    monkeypatch.setitem(sys.modules, "nim_workflow._demo", None)
+    result = CliRunner().invoke(main, ["demo", "--db", "sqlite://", "--html", "x.html"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: the demo is not available in this installation: ")
+    assert result.stderr.count("\n") == 1
