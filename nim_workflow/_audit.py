@@ -207,9 +207,14 @@ def verify(conn: Connection) -> AuditReport:
         sa.select(cases.c.reference, cases.c.audit_head_seq, cases.c.audit_head_hash)
     ):
         newest = newest_case_event.get(case.reference)
-        if newest != (case.audit_head_seq, case.audit_head_hash):
+        if newest is None or newest[0] != case.audit_head_seq:
             problems.append(
                 f"case {case.reference}: its newest event should be seq {case.audit_head_seq}, "
                 f"the log has {newest[0] if newest else 'none'}"
+            )
+        elif newest[1] != case.audit_head_hash:
+            problems.append(
+                f"case {case.reference}: its newest event, seq {newest[0]}, has a different hash "
+                "from the one the case row recorded"
             )
     return AuditReport(ok=not problems, checked=checked, problems=tuple(problems))

@@ -147,8 +147,8 @@ class Explanation:
             )
             out.append(text + (f" ({adj.detail})" if adj.detail else ""))
         out.append(
-            f"due on {self.due_on.isoformat()}, missed when it ends "
-            f"({self.due_at.isoformat()} UTC, {self.timezone})"
+            f"due on {self.due_on.isoformat()}, missed when it ends in {self.timezone} "
+            f"({self.due_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC)"
         )
         return out
 

@@ -62,6 +62,16 @@ _ALIAS = "!nim-workflow/alias"
 
 _PATHWAY_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
+#: The longest duration a rule may state, in any unit (1,000 months is over 83 years).
+_MAX_AMOUNT = 1000
+#: Attributes the ``transitions`` library (and the bound case) give a model: a trigger with one
+#: of these names would shadow them.
+_RESERVED_TRIGGERS = frozenset({"trigger", "state", "facts", "reason"})
+_RESERVED_PREFIXES = ("is_", "may_", "to_")
+
+
+def _reserved_trigger(name: str) -> bool:
+    return name in _RESERVED_TRIGGERS or name.startswith(_RESERVED_PREFIXES)
 _NEGATIVE_DURATION = re.compile(r"\s*-\s*\d+\s+\S+\s*")
 _FACT_TYPES: tuple[FactType, ...] = ("bool", "date", "enum")
 
@@ -451,6 +461,10 @@ class _Compiler:
             return None
         if duration.amount <= 0:
             self._bad(node, f"{node.value!r} must be longer than zero")
+            return None
+        if duration.amount > _MAX_AMOUNT:
+            # Beyond a lifetime a duration is a typo, and date arithmetic would overflow.
+            self._bad(node, f"{node.value!r} is too long (at most {_MAX_AMOUNT} of any unit)")
             return None
         return duration
 
@@ -847,6 +861,14 @@ class _Compiler:
             return None
         ok = all(key in entries for key in ("trigger", "from", "to", "roles"))
         trigger = self._name(entries["trigger"]) if "trigger" in entries else None
+        if trigger is not None and _reserved_trigger(trigger):
+            self._bad(
+                entries["trigger"],
+                f"{trigger!r} is reserved by the state machine (names 'trigger', 'state', "
+                "'facts', 'reason' and names starting 'is_', 'may_' or 'to_'); choose another",
+            )
+            trigger = None
+            ok = False
         sources = self._sources(entries["from"]) if "from" in entries else None
         dest = self._stage_ref(entries["to"]) if "to" in entries else None
         if sources is not None and dest is not None:
