@@ -72,6 +72,8 @@ _RESERVED_PREFIXES = ("is_", "may_", "to_")
 
 def _reserved_trigger(name: str) -> bool:
     return name in _RESERVED_TRIGGERS or name.startswith(_RESERVED_PREFIXES)
+
+
 _NEGATIVE_DURATION = re.compile(r"\s*-\s*\d+\s+\S+\s*")
 _FACT_TYPES: tuple[FactType, ...] = ("bool", "date", "enum")
 
