@@ -1002,7 +1002,7 @@ def cases_command(
     Days in stage are counted in calendar days and in the site's working days.
     """
     engine = _runtime(ctx).engine()
-    now = at or dt.datetime.now(dt.UTC)
+    now = at or engine.now()
     found = engine.cases(site=site, stage=stage, open_only=not include_closed)
     records = []
     since: list[dt.date] = []
@@ -1108,7 +1108,7 @@ def due_command(
     Overdue deadlines are included (with negative days left).
     """
     engine = _runtime(ctx).engine()
-    now = at or dt.datetime.now(dt.UTC)
+    now = at or engine.now()
     rows = _deadline_rows(engine, engine.due(before=now + within, site=site), now, late=False)
     if _wants_json(ctx, as_json):
         _echo_json(rows)
@@ -1126,7 +1126,7 @@ def overdue_command(
 ) -> None:
     """List open deadlines whose due date has passed, oldest first, with the days overdue."""
     engine = _runtime(ctx).engine()
-    now = at or dt.datetime.now(dt.UTC)
+    now = at or engine.now()
     rows = _deadline_rows(engine, engine.overdue(at=now, site=site), now, late=True)
     if _wants_json(ctx, as_json):
         _echo_json(rows)

@@ -98,26 +98,25 @@ def _close_alarms(conn: Connection, deadline_ids: Sequence[int]) -> None:
         )
 
 
-def settle_stage_deadlines(
-    conn: Connection, clock: CaseClock, stage: str, at: dt.datetime, *, closing: bool
+def _settle(
+    conn: Connection,
+    clock: CaseClock,
+    rows: Sequence[Any],
+    at: dt.datetime,
+    *,
+    trigger: str | None,
+    closing: bool,
 ) -> dict[str, str]:
-    """Settle the open deadlines of the stage being left.
-
-    ``met`` when left on or before the due date, ``missed`` after it. When the case is closing
-    (withdrawn, declined) a deadline not yet missed is ``cancelled`` instead of met: the work it
-    measured was not done.
-    """
     left_on = clock.calendar.local_date(at)
-    rows = conn.execute(
-        sa.select(deadlines.c.id, deadlines.c.rule, deadlines.c.due_on).where(
-            deadlines.c.reference == clock.reference,
-            deadlines.c.stage == stage,
-            deadlines.c.status == "open",
-        )
-    ).all()
     settled: dict[str, str] = {}
     for row in rows:
-        status = "missed" if left_on > row.due_on else ("cancelled" if closing else "met")
+        rule = clock.pathway.rule(row.rule)
+        if left_on > row.due_on:
+            status = "missed"
+        elif closing and trigger not in rule.met_by:
+            status = "cancelled"
+        else:
+            status = "met"
         conn.execute(
             deadlines.update().where(deadlines.c.id == row.id).values(status=status, settled_at=at)
         )
@@ -126,23 +125,54 @@ def settle_stage_deadlines(
     return settled
 
 
-def cancel_open(conn: Connection, reference: str, at: dt.datetime) -> None:
-    """Cancel every open deadline of a closing case, and their pending alarms."""
-    ids = [
-        row.id
-        for row in conn.execute(
-            sa.select(deadlines.c.id).where(
-                deadlines.c.reference == reference, deadlines.c.status == "open"
-            )
+def _open_rows(conn: Connection, reference: str, *conditions: Any) -> Sequence[Any]:
+    return conn.execute(
+        sa.select(deadlines.c.id, deadlines.c.rule, deadlines.c.due_on).where(
+            deadlines.c.reference == reference, deadlines.c.status == "open", *conditions
         )
-    ]
-    if ids:
-        conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id.in_(ids))
-            .values(status="cancelled", settled_at=at)
-        )
-    _close_alarms(conn, ids)
+    ).all()
+
+
+def settle_stage_deadlines(
+    conn: Connection,
+    clock: CaseClock,
+    stage: str,
+    at: dt.datetime,
+    *,
+    closing: bool,
+    trigger: str | None = None,
+) -> dict[str, str]:
+    """Settle the open deadlines of the stage being left.
+
+    ``met`` when left on or before the due date, ``missed`` after it. When the case is closing
+    (withdrawn, declined) a deadline not yet missed is ``cancelled`` instead of met: the work it
+    measured was not done, unless the rule names the closing trigger in ``met_by``.
+    """
+    rows = _open_rows(conn, clock.reference, deadlines.c.stage == stage)
+    return _settle(conn, clock, rows, at, trigger=trigger, closing=closing)
+
+
+def settle_met_by(
+    conn: Connection, clock: CaseClock, trigger: str, at: dt.datetime
+) -> dict[str, str]:
+    """Settle the open deadlines whose rule names ``trigger`` in ``met_by``."""
+    names = [rule.name for rule in clock.pathway.deadlines if trigger in rule.met_by]
+    if not names:
+        return {}
+    rows = _open_rows(conn, clock.reference, deadlines.c.rule.in_(names))
+    return _settle(conn, clock, rows, at, trigger=trigger, closing=False)
+
+
+def close_open(
+    conn: Connection, clock: CaseClock, at: dt.datetime, trigger: str | None = None
+) -> dict[str, str]:
+    """Settle every deadline still open when the case closes.
+
+    Those already past their due date are ``missed`` (closing does not undo a breach); those the
+    closing trigger meets (``met_by``) are ``met``; the rest are ``cancelled``.
+    """
+    rows = _open_rows(conn, clock.reference)
+    return _settle(conn, clock, rows, at, trigger=trigger, closing=True)
 
 
 # -- statutory clocks ------------------------------------------------------------------------------

@@ -168,6 +168,10 @@ class Engine:
         """The newest registered version of each pathway, by id."""
         return dict(self._latest)
 
+    def now(self) -> dt.datetime:
+        """The engine's clock: the current instant in UTC (injected clocks included)."""
+        return self._at(None)
+
     def pathway(self, pathway_id: str, version: int | None = None) -> Pathway:
         """A registered pathway by id (newest version unless ``version`` is given)."""
         found = (
@@ -608,12 +612,13 @@ class Engine:
                 )
             )
             clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(changed), when)
-            settled = _deadlines.settle_stage_deadlines(
-                conn, clock, row.stage, when, closing=closing
+            settled = _deadlines.settle_met_by(conn, clock, trigger, when)
+            settled |= _deadlines.settle_stage_deadlines(
+                conn, clock, row.stage, when, closing=closing, trigger=trigger
             )
             opened: list[str] = []
             if closing:
-                _deadlines.cancel_open(conn, reference, when)
+                settled |= _deadlines.close_open(conn, clock, when, trigger)
             else:
                 opened = _deadlines.open_stage_deadlines(conn, clock, dest, when)
             self._update_case(

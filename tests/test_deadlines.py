@@ -439,6 +439,59 @@ def test_statutory_clocks_stop_when_the_case_closes(engine: nw.Engine) -> None:
     assert engine.due(before=utc(2030, 1, 1)) == []
 
 
+def test_closing_after_a_clock_fell_due_records_it_missed(engine: nw.Engine) -> None:
+    """A statutory clock already past due when the case closes is missed, not cancelled."""
+    # entered_care_on Mon 1 Feb 2027: the first LAC review is due 20 working days on, 1 March.
+    open_case(
+        engine,
+        "LDN-LATE",
+        ENGLAND,
+        utc(2027, 2, 1, 9),
+        facts={"entered_care_on": date(2027, 2, 1)},
+    )
+    assert deadline(engine, "LDN-LATE", "lac_review").due_on == date(2027, 3, 1)
+    engine.fire(
+        "LDN-LATE", "withdraw", actor=TEAM_MANAGER, reason="moved area", at=utc(2027, 3, 10, 9)
+    )
+    assert deadline(engine, "LDN-LATE", "lac_review").status == "missed"
+
+
+def test_the_courts_decision_on_time_meets_the_care_proceedings_clock(engine: nw.Engine) -> None:
+    """record_decision by the 26-week date meets care_proceedings; after it, it is missed."""
+    # Issued Mon 1 Feb 2027: 26 weeks on is Mon 2 Aug 2027.
+    for reference, decided in (
+        ("LDN-ONTIME", utc(2027, 7, 30, 9)),
+        ("LDN-LATE", utc(2027, 8, 3, 9)),
+    ):
+        case_in_stage(
+            engine,
+            reference,
+            ENGLAND,
+            "court",
+            utc(2027, 2, 1, 9),
+            facts={"proceedings_issued_on": date(2027, 2, 1)},
+        )
+        assert deadline(engine, reference, "care_proceedings").due_on == date(2027, 8, 2)
+        engine.fire(
+            reference,
+            "record_decision",
+            actor=COURT_OFFICER,
+            facts={"decision": "kinship_care"},
+            at=decided,
+        )
+    assert deadline(engine, "LDN-ONTIME", "care_proceedings").status == "met"
+    assert deadline(engine, "LDN-LATE", "care_proceedings").status == "missed"
+
+
+def test_withdrawing_before_the_26_weeks_cancels_care_proceedings(engine: nw.Engine) -> None:
+    """Only the court's decision meets the clock: a withdrawal in time cancels it."""
+    _proceedings_case(engine, "LDN-WD")
+    engine.fire(
+        "LDN-WD", "withdraw", actor=TEAM_MANAGER, reason="discontinued", at=utc(2027, 3, 1, 9)
+    )
+    assert deadline(engine, "LDN-WD", "care_proceedings").status == "cancelled"
+
+
 def test_re_recording_the_anchor_date_restarts_the_first_clock(engine: nw.Engine) -> None:
     """A corrected entered_care_on restarts the first review's 20-working-day clock, not met."""
     open_case(engine, "LDN-FIX", ENGLAND, utc(2027, 3, 22, 9))

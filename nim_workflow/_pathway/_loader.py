@@ -340,6 +340,8 @@ class _Compiler:
         self._roles: dict[str, str] | None = None
         self._facts: dict[str, FactType | None] | None = None
         self._stages: dict[str, Stage | None] | None = None
+        # Trigger names, once every transition could be read (None: don't judge references).
+        self._triggers: dict[str, None] | None = None
         # Stage id -> the node of its id, to point graph problems at the stage.
         self._stage_nodes: dict[str, _Node] = {}
         # (sources, dest) of every transition whose stages could be read, even if it has other
@@ -850,6 +852,8 @@ class _Compiler:
                 sound = False
             else:
                 transitions.append(transition)
+        if sound:
+            self._triggers = dict.fromkeys(t.trigger for t in transitions)
         return tuple(transitions) if sound else None
 
     def _transition(self, node: _Node, defined: dict[tuple[str, str], _Node]) -> Transition | None:
@@ -1010,7 +1014,7 @@ class _Compiler:
         entries = self._mapping(
             node,
             ("name", "duration", "escalate_to"),
-            ("stage", "anchor", "reminders", "extension", "recurs"),
+            ("stage", "anchor", "reminders", "extension", "recurs", "met_by"),
         )
         if entries is None:
             return None
@@ -1044,7 +1048,10 @@ class _Compiler:
             reminders = self._reminders(entries["reminders"])
         extension_ok, extension = self._optional(entries, "extension", self._extension)
         recurs_ok, recurs = self._optional(entries, "recurs", self._recurs)
-        ok = ok and extension_ok and recurs_ok
+        met_by_ok, met_by = self._optional(
+            entries, "met_by", lambda n: self._refs(n, self._triggers, "trigger")
+        )
+        ok = ok and extension_ok and recurs_ok and met_by_ok
         if "recurs" in entries and "stage" in entries:
             self._bad(entries["recurs"], "only a statutory clock (a deadline with anchor) recurs")
             ok = False
@@ -1061,6 +1068,7 @@ class _Compiler:
             recur_durations=recur_durations,
             reminders=reminders,
             extension=extension,
+            met_by=frozenset(met_by or ()),
         )
 
     def _deadline_stage(self, node: _Node) -> str | None:

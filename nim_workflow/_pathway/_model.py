@@ -52,6 +52,11 @@ The file format (every key; ``?`` marks optional ones)::
           fact: lac_review_held_on
           durations: [3 months, 6 months] # 2nd occurrence, then every later one
         escalate_to: team_manager
+      - name: care_proceedings
+        anchor: proceedings_issued_on
+        duration: 26 weeks
+        met_by: [record_decision]         # ?  triggers that meet it when fired by the due date
+        escalate_to: team_manager
 """
 
 from __future__ import annotations
@@ -167,6 +172,9 @@ class DeadlineRule:
     recur_durations: tuple[Duration, ...] = ()
     reminders: tuple[Reminder, ...] = ()
     extension: Extension | None = None
+    #: Triggers that settle this deadline as met when fired on or before its due date (the
+    #: court's decision meets the care-proceedings clock); otherwise closing cancels it.
+    met_by: frozenset[str] = frozenset()
 
     @property
     def kind(self) -> Literal["stage", "clock"]:
