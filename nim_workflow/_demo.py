@@ -1,0 +1,617 @@
+"""The demo: a realistic three-site cohort run through eighteen months of pathway on a fake clock.
+
+:func:`run_demo` creates an embedded SQLite database, migrates it, and plays about eighty cases
+(London on ``nim-uk-england``, Glasgow on ``nim-uk-scotland``, Jefferson Parish on
+``nim-us-louisiana``) from May 2025 to November 2026 with a simulated clock that moves one day at a
+time, running the deadline processor every simulated day so reminders, breaches and escalations
+fire on the way. Every case follows a plan drawn from ``random.Random(seed)`` with the stage
+durations of the domain brief, so the same seed always gives the same cohort. At the end it builds
+the coordinator's summary and, if asked, writes the HTML report.
+
+Cases carry references only (``LDN-2025-0001``), never names or birth dates, and the only facts
+recorded are the ones the pathways declare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from nim_workflow._engine import Engine
+from nim_workflow._errors import NimWorkflowError, PermissionDenied
+from nim_workflow._report import Summary, build_report, summarize
+from nim_workflow._values import EVENT_KINDS, Actor, Event
+
+__all__ = ["DEMO_END", "DEMO_START", "DemoCounts", "DemoResult", "run_demo"]
+
+DEFAULT_URL = "sqlite:///nim-workflow-demo.db"
+DEFAULT_HTML = "nim-workflow-report.html"
+#: The first simulated day, and the last: cases are opened over the first eighteen months.
+DEMO_START = dt.date(2025, 5, 1)
+DEMO_END = dt.date(2026, 11, 20)
+_OPENING_DAYS = 560
+#: The deadline processor runs at this UTC time each simulated day, before the day's work (which
+#: is done in local office hours), so overnight breaches are seen first thing in the morning.
+_PROCESS_AT = dt.time(7, 0)
+
+Action = Literal["open", "record", "fire", "pause", "resume", "extend", "attempt"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoCounts:
+    """What the demo did: cases, transitions, events by kind and how the deadlines went."""
+
+    cases: int
+    open_cases: int
+    closed_cases: int
+    transitions: int
+    events: Mapping[str, int]
+    deadlines_met: int
+    deadlines_missed: int
+    paused_cases: int
+    extensions: int
+    withdrawn: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", MappingProxyType(dict(self.events)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoResult:
+    """The outcome of :func:`run_demo`: where it ran, as of when, what happened, the summary."""
+
+    url: str
+    as_of: dt.datetime
+    counts: DemoCounts
+    summary: Summary
+    html: Path | None
+
+
+# -- the sites ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    site: str
+    pathway: str
+    prefix: str
+    staff: str
+    cases: int
+    timezone: str
+    anchor: str  # the date fact recorded when the child entered care or was placed
+
+
+_SITES = (
+    _Site("london", "nim-uk-england", "LDN", "lon", 30, "Europe/London", "entered_care_on"),
+    _Site("glasgow", "nim-uk-scotland", "GLA", "gla", 30, "Europe/London", "placed_on"),
+    _Site(
+        "jefferson-parish",
+        "nim-us-louisiana",
+        "JEF",
+        "jef",
+        20,
+        "America/Chicago",
+        "entered_care_on",
+    ),
+)
+
+_ROLES = {
+    "sw": "social_worker",
+    "cl": "clinician",
+    "tm": "team_manager",
+    "co": "court_officer",
+    "pc": "coordinator",
+}
+
+_DECLINE_REASONS = (
+    "not eligible: a child in the family is over 60 months",
+    "not eligible: the child is placed with a parent",
+    "not eligible: outside the pilot area",
+)
+_WITHDRAW_REASONS = (
+    "proceedings discontinued by the local authority",
+    "family moved out of the area",
+    "consent withdrawn",
+)
+_PAUSE_REASONS = (
+    "child admitted to hospital",
+    "court adjourned the hearing",
+    "parent unavailable for sessions",
+    "placement move",
+)
+#: The deadline rule whose clock starts when a case enters each stage.
+_STAGE_RULE = {
+    "referral": "referral_decision",
+    "assessment": "assessment",
+    "treatment": "treatment",
+    "recommendation": "final_report",
+}
+_EXTEND_REASONS = {
+    "referral_decision": "awaiting the local authority's papers",
+    "assessment": "more observed contact needed before the report",
+    "treatment": "treatment progressing; more sessions agreed at review",
+    "final_report": "expert input awaited",
+    "care_proceedings": "court extended the timetable to resolve the proceedings justly",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    when: dt.datetime
+    order: int
+    reference: str
+    action: Action
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Planner:
+    """Draws one case's plan: every action it will take, when, and by whom."""
+
+    def __init__(self, rng: random.Random, engine: Engine) -> None:
+        self._rng = rng
+        self._engine = engine
+        self._order = 0
+
+    # -- time helpers ------------------------------------------------------------------------
+
+    def _working(self, site: _Site, day: dt.date) -> dt.date:
+        """``day`` or the next working day of the site."""
+        cal = self._engine.calendar(site.site, site.pathway)
+        while not cal.is_working_day(day):
+            day += dt.timedelta(days=1)
+        return day
+
+    def _at(self, site: _Site, day: dt.date, after: dt.datetime | None) -> dt.datetime:
+        """An office-hours instant on ``day`` (local), later than ``after``."""
+        hour = self._rng.randint(9, 15)
+        minute = self._rng.randrange(0, 60, 5)
+        local = dt.datetime.combine(day, dt.time(hour, minute), tzinfo=ZoneInfo(site.timezone))
+        when = local.astimezone(dt.UTC)
+        if after is not None and when <= after:
+            when = after + dt.timedelta(minutes=10)
+        return when
+
+    def _gauss(self, mean: float, sd: float, low: float, high: float) -> int:
+        return round(min(max(self._rng.gauss(mean, sd), low), high))
+
+    # -- a case --------------------------------------------------------------------------------
+
+    def plan(self, site: _Site, number: int, opened_on: dt.date) -> list[_Step]:
+        """Every step of one case, in time order; steps past the demo's end are never run."""
+        rng = self._rng
+        ref = f"{site.prefix}-{opened_on.year}-{number:04d}"
+        staff = {key: Actor(f"{site.staff}-{key}-1", roles={role}) for key, role in _ROLES.items()}
+        sw = Actor(f"{site.staff}-sw-{rng.randint(1, 3)}", roles={"social_worker"})
+        steps: list[_Step] = []
+        last: dt.datetime | None = None
+
+        def add(day: dt.date, action: Action, **args: Any) -> dt.datetime:
+            nonlocal last
+            when = self._at(site, self._working(site, day), last)
+            self._order += 1
+            steps.append(_Step(when, self._order, ref, action, args))
+            last = when
+            return when
+
+        def days(n: float) -> dt.timedelta:
+            return dt.timedelta(days=round(n))
+
+        opened_on = self._working(site, opened_on)
+        care_on = opened_on - days(rng.randint(6, 40))
+        facts: dict[str, Any] = {site.anchor: care_on}
+        add(opened_on, "open", actor=sw, facts=facts)
+        statutory = self._statutory(site, care_on, opened_on, staff, sw)
+
+        # Referral: most are accepted within the 10 working days, some late, a few declined.
+        day = opened_on
+        if rng.random() < 0.07:
+            add(
+                day + days(rng.randint(3, 12)),
+                "fire",
+                actor=staff["tm"],
+                trigger="decline_referral",
+                reason=rng.choice(_DECLINE_REASONS),
+            )
+            return self._merge(steps, statutory, site, ref, until=last)
+        day += days(rng.randint(0, 4))
+        add(day, "record", actor=sw, facts={"consent_recorded": True})
+        if rng.random() < 0.04:
+            # The social worker tries to accept it themselves: refused and audited.
+            add(day, "attempt", actor=sw, trigger="accept_referral")
+        slow = rng.random() < 0.12
+        day += days(rng.randint(12, 24) if slow else rng.randint(1, 8))
+        add(day, "fire", actor=staff["tm"], trigger="accept_referral")
+
+        withdraw_in = None
+        if rng.random() < 0.14:
+            withdraw_in = rng.choice(("assessment", "assessment", "treatment", "recommendation"))
+        paused = False
+
+        def stage_block(stage: str, length: int, due_days: int, extension: tuple[int, int]) -> int:
+            """Plan pauses, extensions and a withdrawal in a stage; return its real length."""
+            nonlocal paused, day
+            start = day
+            if withdraw_in == stage:
+                add(
+                    start + days(length * rng.uniform(0.2, 0.8)),
+                    "fire",
+                    actor=staff["tm"],
+                    trigger="withdraw",
+                    reason=rng.choice(_WITHDRAW_REASONS),
+                )
+                return -1
+            pause_days = 0
+            if not paused and stage in ("assessment", "treatment") and rng.random() < 0.12:
+                paused = True
+                pause_at = start + days(length * rng.uniform(0.2, 0.5))
+                pause_days = rng.randint(14, 42)
+                who = staff["pc"] if rng.random() < 0.5 else staff["tm"]
+                paused_at = add(pause_at, "pause", actor=who, reason=rng.choice(_PAUSE_REASONS))
+                resumed_at = add(paused_at.date() + days(pause_days), "resume", actor=who)
+                pause_days = (resumed_at.date() - paused_at.date()).days
+            total = length + pause_days
+            due = due_days + pause_days
+            step, limit = extension
+            extended = 0
+            while total > due and extended < limit and rng.random() < 0.75:
+                add(
+                    start + days(due - rng.randint(4, 12)),
+                    "extend",
+                    actor=staff["tm"],
+                    name=_STAGE_RULE[stage],
+                    reason=_EXTEND_REASONS[_STAGE_RULE[stage]],
+                )
+                due += step
+                extended += 1
+            day = start + days(total)
+            return total
+
+        # Assessment, about 12 weeks (London) or 3 months (Glasgow, Louisiana).
+        if site.site == "london":
+            a_len, a_due = self._gauss(82, 12, 55, 125), 84
+        else:
+            a_len, a_due = self._gauss(92, 16, 60, 140), 91
+        if stage_block("assessment", a_len, a_due, (28, 1)) < 0:
+            return self._merge(steps, statutory, site, ref, until=last)
+        add(
+            day - days(rng.randint(1, 6)),
+            "record",
+            actor=staff["cl"],
+            facts={"assessment_report_filed": True},
+        )
+        treat = rng.random() >= 0.2
+        add(
+            day,
+            "fire",
+            actor=staff["tm"],
+            trigger="offer_treatment" if treat else "recommend_without_treatment",
+        )
+
+        if treat:
+            if site.site == "london":
+                t_len, t_due, t_ext = self._gauss(152, 20, 110, 215), 152, (30, 2)
+            elif site.site == "glasgow":
+                t_len, t_due, t_ext = rng.randint(180, 370), 274, (91, 1)
+            else:
+                t_len, t_due, t_ext = self._gauss(255, 35, 170, 330), 274, (91, 1)
+            if stage_block("treatment", t_len, t_due, t_ext) < 0:
+                return self._merge(steps, statutory, site, ref, until=last)
+            add(
+                day - days(rng.randint(1, 8)),
+                "record",
+                actor=staff["cl"],
+                facts={"treatment_review_filed": True},
+            )
+            closer = staff["cl"] if rng.random() < 0.6 else staff["tm"]
+            add(day, "fire", actor=closer, trigger="complete_treatment")
+
+        # Final report and recommendation, about 4 weeks.
+        r_len = self._gauss(25, 7, 10, 48)
+        if stage_block("recommendation", r_len, 28, (14, 1)) < 0:
+            return self._merge(steps, statutory, site, ref, until=last)
+        home = rng.random() < (0.3 if treat else 0.1)
+        recommendation = "return_home" if home else "permanence_away"
+        add(
+            day - days(rng.randint(2, 5)),
+            "record",
+            actor=staff["cl"],
+            facts={"final_report_filed": True},
+        )
+        add(day - days(1), "record", actor=staff["tm"], facts={"recommendation": recommendation})
+        add(day, "fire", actor=staff["tm"], trigger="submit_recommendation")
+
+        # Court or hearing: weeks in London, months in Glasgow.
+        if site.site == "london":
+            c_len = rng.randint(21, 90)
+        elif site.site == "glasgow":
+            c_len = rng.randint(60, 240)
+        else:
+            c_len = rng.randint(30, 130)
+        day += days(c_len)
+        if home:
+            decision = "return_home" if rng.random() < 0.8 else "kinship_care"
+        else:
+            decision = rng.choices(
+                ("adoption", "kinship_care", "long_term_foster_care"), weights=(55, 25, 20)
+            )[0]
+        add(day, "fire", actor=staff["co"], trigger="record_decision", facts={"decision": decision})
+        return self._merge(steps, statutory, site, ref, until=last)
+
+    def _statutory(
+        self,
+        site: _Site,
+        care_on: dt.date,
+        opened_on: dt.date,
+        staff: Mapping[str, Actor],
+        sw: Actor,
+    ) -> list[tuple[dt.date, Action, dict[str, Any]]]:
+        """The statutory-clock facts of a case as (record day, action, args), up to ~3 years."""
+        rng = self._rng
+        out: list[tuple[dt.date, Action, dict[str, Any]]] = []
+        horizon = care_on + dt.timedelta(days=1100)
+
+        def record(day: dt.date, actor: Actor, fact: str, value: dt.date) -> None:
+            out.append((day, "record", {"actor": actor, "facts": {fact: value}}))
+
+        if site.pathway == "nim-uk-england":
+            issued = care_on + dt.timedelta(days=rng.randint(0, 5))
+            record(
+                max(issued, opened_on) + dt.timedelta(days=rng.randint(0, 3)),
+                sw,
+                "proceedings_issued_on",
+                issued,
+            )
+            # Care proceedings: 26 weeks, then 8-week extensions granted by the court.
+            due = issued + dt.timedelta(weeks=26)
+            for _ in range(3):
+                if rng.random() < 0.65:
+                    out.append(
+                        (
+                            due - dt.timedelta(days=rng.randint(3, 12)),
+                            "extend",
+                            {
+                                "actor": staff["co"],
+                                "name": "care_proceedings",
+                                "reason": _EXTEND_REASONS["care_proceedings"],
+                            },
+                        )
+                    )
+                    due += dt.timedelta(weeks=8)
+        if site.pathway in ("nim-uk-england", "nim-uk-scotland"):
+            # Looked-after child reviews: first within 20 working days (England) or 6 weeks
+            # (Scotland), second within 3 months, then every 6 months; some are held late.
+            first = rng.randint(16, 34) if site.pathway == "nim-uk-england" else rng.randint(28, 50)
+            held = care_on + dt.timedelta(days=first)
+            gaps = [rng.randint(75, 100)] + [rng.randint(160, 195) for _ in range(6)]
+            for gap in [0, *gaps]:
+                # Now and then a review slips by weeks (the IRO is off sick, a hearing moves).
+                slip = rng.randint(20, 60) if rng.random() < 0.1 else 0
+                held += dt.timedelta(days=gap + slip)
+                if held > horizon:
+                    break
+                record(held + dt.timedelta(days=rng.randint(0, 3)), sw, "lac_review_held_on", held)
+        if site.pathway == "nim-uk-scotland":
+            # The hearing makes a compulsory supervision order, reviewed at least yearly.
+            made = care_on + dt.timedelta(days=rng.randint(25, 110))
+            while made <= horizon:
+                record(made, staff["co"], "cso_made_on", made)
+                made += dt.timedelta(days=rng.randint(320, 385))
+        if site.pathway == "nim-us-louisiana":
+            held = care_on + dt.timedelta(days=rng.randint(300, 390))
+            while held <= horizon:
+                record(
+                    held + dt.timedelta(days=rng.randint(0, 2)),
+                    staff["co"],
+                    "permanency_hearing_held_on",
+                    held,
+                )
+                held += dt.timedelta(days=rng.randint(330, 390))
+        return out
+
+    def _merge(
+        self,
+        steps: list[_Step],
+        statutory: list[tuple[dt.date, Action, dict[str, Any]]],
+        site: _Site,
+        reference: str,
+        *,
+        until: dt.datetime | None,
+    ) -> list[_Step]:
+        """Add the statutory-clock steps that fall while the case is open."""
+        opened_at = steps[0].when
+        merged = list(steps)
+        for late, (day, action, args) in enumerate(statutory, start=1):
+            when = self._at(site, self._working(site, day), None)
+            if when <= opened_at:
+                # Held before the referral: recorded on the day the case is opened.
+                when = opened_at + dt.timedelta(minutes=5 * late)
+            if until is not None and when >= until:
+                continue
+            self._order += 1
+            merged.append(_Step(when, self._order, reference, action, args))
+        return sorted(merged, key=lambda s: (s.when, s.order))
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+
+class _SimulatedClock:
+    """The demo's clock: the engine asks it for now, the simulation moves it."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def _database(url: str) -> sa.Engine:
+    """The SQLAlchemy engine the demo runs on; for SQLite, tuned for a disposable file.
+
+    The settings are the library's own (foreign keys, a busy timeout, WAL), plus
+    ``synchronous=NORMAL``: still consistent after a crash, but without the flush to disk on
+    every commit that would otherwise take most of the demo's time.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    database = sa.create_engine(parsed, connect_args={"timeout": 30})
+    on_disk = parsed.database not in (None, "", ":memory:")
+
+    @sa.event.listens_for(database, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if on_disk:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return database
+
+
+def _remove_sqlite_file(url: str) -> None:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        candidate.unlink(missing_ok=True)
+
+
+def _run_step(engine: Engine, step: _Step) -> None:
+    args = dict(step.args)
+    actor: Actor = args.pop("actor")
+    ref = step.reference
+    match step.action:
+        case "open":
+            site = next(s for s in _SITES if ref.startswith(s.prefix + "-"))
+            engine.open_case(ref, pathway=site.pathway, site=site.site, actor=actor, **args)
+        case "record":
+            engine.record(ref, args["facts"], actor=actor)
+        case "fire":
+            engine.fire(ref, args.pop("trigger"), actor=actor, **args)
+        case "pause":
+            engine.pause(ref, actor=actor, reason=args["reason"])
+        case "resume":
+            engine.resume(ref, actor=actor)
+        case "extend":
+            engine.extend_deadline(ref, args["name"], actor=actor, reason=args["reason"])
+        case "attempt":
+            # A refusal is part of the story: the engine audits it and the case does not move.
+            with contextlib.suppress(PermissionDenied):
+                engine.fire(ref, args["trigger"], actor=actor)
+
+
+def run_demo(
+    url: str = DEFAULT_URL,
+    *,
+    html: str | Path | None = DEFAULT_HTML,
+    seed: int = 2026,
+    progress: Callable[[int, int], None] | None = None,
+    fresh: bool = True,
+) -> DemoResult:
+    """Run the demo cohort on ``url`` and write the HTML report to ``html`` (unless ``None``).
+
+    ``fresh`` deletes an existing SQLite file at ``url`` first; the database must hold no cases.
+    ``progress(done_days, total_days)`` is called as the simulated days pass. The same ``seed``
+    gives the same cohort, the same events and the same report.
+    """
+    if fresh:
+        _remove_sqlite_file(url)
+    start = dt.datetime.combine(DEMO_START, _PROCESS_AT, tzinfo=dt.UTC)
+    clock = _SimulatedClock(start)
+    database = _database(url)
+    engine = Engine(database, clock=clock)
+    try:
+        engine.migrate()
+        if engine.cases(open_only=False):
+            raise NimWorkflowError(
+                "the demo needs an empty database; this one already holds cases "
+                "(use fresh=True for a SQLite file, or another database)"
+            )
+        events: Counter[str] = Counter()
+        engine.subscribe(lambda event: _count(events, event))
+        rng = random.Random(seed)
+        planner = _Planner(rng, engine)
+        steps: list[_Step] = []
+        for site in _SITES:
+            # Referrals arrive steadily (one in each equal slot of the opening window) and keep
+            # arriving to the end: the newest is days old when the demo stops.
+            slot = _OPENING_DAYS / (site.cases - 1)
+            offsets = [int(i * slot + rng.random() * slot) for i in range(site.cases - 1)]
+            offsets.append((DEMO_END - DEMO_START).days - rng.randint(1, 4))
+            per_year: Counter[int] = Counter()
+            for offset in offsets:
+                opened_on = DEMO_START + dt.timedelta(days=offset)
+                per_year[opened_on.year] += 1
+                steps += planner.plan(site, per_year[opened_on.year], opened_on)
+        steps.sort(key=lambda s: (s.when, s.order))
+
+        total_days = (DEMO_END - DEMO_START).days + 1
+        as_of = dt.datetime.combine(DEMO_END, dt.time(23, 0), tzinfo=dt.UTC)
+        index = 0
+        for done in range(total_days):
+            day = DEMO_START + dt.timedelta(days=done)
+            clock.now = dt.datetime.combine(day, _PROCESS_AT, tzinfo=dt.UTC)
+            engine.process_due(at=clock.now)
+            day_end = min(clock.now + dt.timedelta(days=1), as_of)
+            while index < len(steps) and steps[index].when < day_end:
+                clock.now = steps[index].when
+                _run_step(engine, steps[index])
+                index += 1
+            if progress is not None:
+                progress(done + 1, total_days)
+        clock.now = as_of
+        engine.process_due(at=as_of)
+
+        summary = summarize(engine, at=as_of)
+        counts = _counts(engine, events)
+        written: Path | None = None
+        if html is not None:
+            written = Path(html)
+            written.write_text(build_report(engine, at=as_of), encoding="utf-8")
+        return DemoResult(url=url, as_of=as_of, counts=counts, summary=summary, html=written)
+    finally:
+        engine.close()
+        database.dispose()
+
+
+def _count(events: Counter[str], event: Event) -> None:
+    events[event.kind] += 1
+
+
+def _counts(engine: Engine, events: Counter[str]) -> DemoCounts:
+    every = engine.cases(open_only=False)
+    statuses: Counter[str] = Counter()
+    extensions = 0
+    paused = 0
+    for case in every:
+        for deadline in engine.deadlines(case.reference):
+            statuses[deadline.status] += 1
+            extensions += deadline.extensions
+        if engine.pauses(case.reference):
+            paused += 1
+    return DemoCounts(
+        cases=len(every),
+        open_cases=sum(1 for c in every if c.is_open),
+        closed_cases=sum(1 for c in every if not c.is_open),
+        transitions=events["transition"],
+        events={kind: events[kind] for kind in EVENT_KINDS},
+        deadlines_met=statuses["met"],
+        deadlines_missed=statuses["missed"],
+        paused_cases=paused,
+        extensions=extensions,
+        withdrawn=sum(1 for c in every if c.outcome == "withdrawn"),
+    )

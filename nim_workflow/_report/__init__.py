@@ -1,0 +1,43 @@
+"""The coordinator's view: a summary of every site's cases, as data, as text and as HTML.
+
+It reads an :class:`~nim_workflow.Engine` through its public read calls only, never the database.
+:func:`summarize` builds the :class:`Summary` tree, :func:`format_summary` prints it as plain-text
+tables, and :func:`build_report` renders one static, self-contained HTML page from it.
+"""
+
+from __future__ import annotations
+
+from nim_workflow._report._html import build_report, render_report
+from nim_workflow._report._summary import (
+    CaseTimeline,
+    DeadlineItem,
+    DeadlineMark,
+    OnTimeRate,
+    OpenCase,
+    SiteSummary,
+    StageDurations,
+    StageGroup,
+    StageSpan,
+    Summary,
+    format_summary,
+    percentile,
+    summarize,
+)
+
+__all__ = [
+    "CaseTimeline",
+    "DeadlineItem",
+    "DeadlineMark",
+    "OnTimeRate",
+    "OpenCase",
+    "SiteSummary",
+    "StageDurations",
+    "StageGroup",
+    "StageSpan",
+    "Summary",
+    "build_report",
+    "format_summary",
+    "percentile",
+    "render_report",
+    "summarize",
+]

@@ -1,0 +1,222 @@
+"""Tests of nim_workflow._demo: the simulated three-site cohort and what it leaves behind."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nim_workflow as nw
+from nim_workflow._demo import DEMO_END, DemoResult, run_demo
+from nim_workflow._report import format_summary
+
+SITES = {
+    "london": "nim-uk-england",
+    "glasgow": "nim-uk-scotland",
+    "jefferson-parish": "nim-us-louisiana",
+}
+OPEN_STAGES = ("referral", "assessment", "treatment", "recommendation", "court")
+REFERENCE = re.compile(r"^(LDN|GLA|JEF)-20(25|26)-\d{4}$")
+STAFF = re.compile(r"^(lon|gla|jef)-(sw|cl|tm|co|pc)-\d$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One demo run: its result, the wall time it took and the progress calls it made."""
+
+    result: DemoResult
+    seconds: float
+    progress: list[tuple[int, int]]
+    url: str
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The demo, run once for the whole module on a temporary SQLite file."""
+    folder = tmp_path_factory.mktemp("demo")
+    url = f"sqlite:///{folder / 'demo.db'}"
+    calls: list[tuple[int, int]] = []
+    started = time.perf_counter()
+    result = run_demo(url, html=folder / "report.html", progress=lambda d, t: calls.append((d, t)))
+    return Run(result, time.perf_counter() - started, calls, url)
+
+
+@pytest.fixture(scope="module")
+def engine(run: Run) -> Iterator[nw.Engine]:
+    """An engine on the demo's database, to read what the demo left."""
+    with nw.Engine(run.url) as reader:
+        yield reader
+
+
+def test_demo_completes_quickly_and_writes_the_report(run: Run) -> None:
+    """The demo finishes in well under a minute and writes a complete HTML report."""
+    assert run.seconds < 60
+    result = run.result
+    assert result.html is not None
+    html = result.html.read_text(encoding="utf-8")
+    for site in SITES:
+        assert f'id="site-{site}"' in html
+        assert f'id="timeline-{site}"' in html
+    assert result.as_of.date() == DEMO_END
+    assert result.url == run.url
+
+
+def test_demo_reports_progress_day_by_day(run: Run) -> None:
+    """progress(done, total) is called once per simulated day, ending at the total."""
+    total = run.progress[-1][1]
+    assert total > 500
+    assert run.progress == [(day, total) for day in range(1, total + 1)]
+
+
+def test_demo_is_reproducible(run: Run, tmp_path: Path) -> None:
+    """The same seed gives the same cohort: the same counts and the same summary."""
+    again = run_demo(f"sqlite:///{tmp_path / 'again.db'}", html=None)
+    assert again.html is None
+    assert again.counts == run.result.counts
+    assert format_summary(again.summary) == format_summary(run.result.summary)
+
+
+def test_demo_cohort_size_and_sites(run: Run, engine: nw.Engine) -> None:
+    """About 30 London, 30 Glasgow and 20 Louisiana cases, each on its site's pathway."""
+    cases = engine.cases(open_only=False)
+    by_site: dict[str, int] = {}
+    for case in cases:
+        assert SITES[case.site] == case.pathway_id
+        assert REFERENCE.match(case.reference), case.reference
+        by_site[case.site] = by_site.get(case.site, 0) + 1
+    assert by_site == {"london": 30, "glasgow": 30, "jefferson-parish": 20}
+    assert run.result.counts.cases == 80
+    opened = sorted(case.opened_at for case in cases)
+    assert opened[0].date() >= dt.date(2025, 5, 1)
+    assert opened[0].date() < dt.date(2025, 7, 1)
+    assert opened[-1].date() <= DEMO_END
+
+
+def test_demo_leaves_cases_in_every_stage_at_every_site(run: Run) -> None:
+    """Every open stage holds cases at the end, every site has open and closed cases."""
+    stages: set[str] = set()
+    for site in run.result.summary.sites:
+        open_stages = {group.stage for group in site.open_by_stage}
+        assert len(open_stages) >= 3, site.site
+        assert site.open > 0
+        assert site.closed > 0
+        stages |= open_stages
+    assert stages == set(OPEN_STAGES)
+
+
+def test_demo_has_met_and_missed_deadlines(run: Run) -> None:
+    """Some deadlines are met and some missed, at stage and statutory level."""
+    counts = run.result.counts
+    assert counts.deadlines_met > 100
+    assert counts.deadlines_missed > 10
+    for site in run.result.summary.sites:
+        assert any(rate.missed for rate in site.on_time), site.site
+        assert any(rate.met for rate in site.on_time if rate.kind == "clock"), site.site
+
+
+def test_demo_has_paused_extended_withdrawn_and_declined_cases(run: Run, engine: nw.Engine) -> None:
+    """Some cases were paused and resumed, some deadlines extended, some cases withdrawn."""
+    counts = run.result.counts
+    assert counts.paused_cases > 0
+    assert counts.events["resumed"] > 0
+    assert counts.withdrawn > 0
+    assert counts.extensions > 0
+    outcomes = {case.outcome for case in engine.cases(open_only=False)}
+    assert {"withdrawn", "not_eligible", "adoption"} <= outcomes
+    extended = [e for e in engine.audit() if e.action == "extended"]
+    glasgow_treatment = [
+        e
+        for e in extended
+        if e.reference.startswith("GLA-") and e.detail["deadline"] == "treatment"
+    ]
+    assert glasgow_treatment
+    assert all("team_manager" in e.roles for e in glasgow_treatment)
+    proceedings = [e for e in extended if e.detail["deadline"] == "care_proceedings"]
+    assert proceedings
+    assert all(e.reference.startswith("LDN-") for e in proceedings)
+    assert all(e.roles == ("court_officer",) for e in proceedings)
+
+
+def test_demo_fires_every_alarm_kind(run: Run) -> None:
+    """Reminders, breaches and escalations all fired along the way."""
+    events = run.result.counts.events
+    for kind in ("reminder", "breach", "escalation"):
+        assert events[kind] > 0, kind
+    assert events["opened"] == 80
+    assert events["transition"] == run.result.counts.transitions > 80
+
+
+def test_demo_statutory_clocks_run(engine: nw.Engine) -> None:
+    """Each pathway's statutory clocks were started by their date facts."""
+    seen: dict[str, set[str]] = {}
+    for case in engine.cases(open_only=False):
+        for deadline in engine.deadlines(case.reference):
+            if deadline.kind == "clock":
+                seen.setdefault(case.pathway_id, set()).add(deadline.name)
+    assert seen["nim-uk-england"] == {"care_proceedings", "lac_review"}
+    assert seen["nim-uk-scotland"] == {"lac_review", "cso_review"}
+    assert seen["nim-us-louisiana"] == {"permanency_hearing"}
+
+
+def test_demo_audit_chain_verifies(engine: nw.Engine) -> None:
+    """The whole audit log verifies."""
+    report = engine.verify_audit()
+    assert report.ok, report.problems
+    assert report.checked > 1000
+
+
+def _fact_maps(detail: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [value for key, value in detail.items() if key == "facts" and value]
+
+
+def test_demo_holds_only_declared_facts_and_references(engine: nw.Engine) -> None:
+    """Cases and audit events hold declared facts only, by staff ids, under references."""
+    pathways = engine.pathways
+    for case in engine.cases(open_only=False):
+        assert set(case.facts) <= set(pathways[case.pathway_id].facts), case.reference
+    for event in engine.audit():
+        assert REFERENCE.match(event.reference), event.reference
+        assert STAFF.match(event.actor_id) or event.actor_id.startswith("system:"), event.actor_id
+        case_facts = pathways[SITES[_site_of(event.reference)]].facts
+        for facts in _fact_maps(event.detail):
+            assert set(facts) <= set(case_facts), (event.seq, facts)
+
+
+def test_demo_records_facts_with_the_right_roles(engine: nw.Engine) -> None:
+    """Each fact is recorded by the role that would know it."""
+    expected = {
+        "consent_recorded": {"social_worker"},
+        "assessment_report_filed": {"clinician"},
+        "treatment_review_filed": {"clinician"},
+        "final_report_filed": {"clinician"},
+        "recommendation": {"team_manager"},
+        "lac_review_held_on": {"social_worker"},
+        "proceedings_issued_on": {"social_worker"},
+        "cso_made_on": {"court_officer"},
+        "permanency_hearing_held_on": {"court_officer"},
+    }
+    seen: dict[str, set[str]] = {}
+    for event in engine.audit():
+        if event.action == "fact_recorded":
+            for fact in event.detail["facts"]:
+                seen.setdefault(fact, set()).update(event.roles)
+        if event.action == "transition" and event.trigger == "record_decision":
+            assert event.roles == ("court_officer",)
+            assert "decision" in event.detail["facts"]
+    assert seen == expected
+
+
+def test_demo_refuses_an_existing_database(run: Run) -> None:
+    """Without fresh=True the demo will not run over a database that holds cases."""
+    with pytest.raises(nw.NimWorkflowError, match="empty database"):
+        run_demo(run.url, html=None, fresh=False)
+
+
+def _site_of(reference: str) -> str:
+    return {"LDN": "london", "GLA": "glasgow", "JEF": "jefferson-parish"}[reference[:3]]
