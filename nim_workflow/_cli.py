@@ -30,7 +30,6 @@ import nim_workflow as nw
 from nim_workflow._engine import DEFAULT_URL
 from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._model import FactSpec
-from nim_workflow._store import _migrate
 from nim_workflow._values import EventKind
 
 __all__ = ["main"]
@@ -140,15 +139,13 @@ class _Runtime:
                 raise _NoDatabase(_no_database(missing))
             engine = nw.Engine(self.url)
             try:
-                with engine.sqlalchemy_engine.connect() as conn:
-                    revision = _migrate.current_revision(conn)
+                revision, head = engine.schema_revision()
             except BaseException:
                 engine.close()
                 raise
             if revision is None:
                 engine.close()
                 raise _NoDatabase(_no_database(_describe(self.url)))
-            head = _migrate.head_revision()
             if revision != head:
                 engine.close()
                 raise _NoDatabase(

@@ -206,6 +206,15 @@ class Engine:
             for pathway in self._pathways.values():
                 self._ensure_registered(unit.conn, pathway)
 
+    def schema_revision(self) -> tuple[str | None, str]:
+        """The database's schema revision and the one this library needs, as ``(current, head)``.
+
+        ``current`` is ``None`` before the first ``migrate()``.
+        """
+        with self._read() as conn:
+            current = _migrate.current_revision(conn)
+        return current, _migrate.head_revision()
+
     # -- subscriptions -----------------------------------------------------------------------------
 
     def subscribe(

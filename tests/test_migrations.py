@@ -146,3 +146,16 @@ def test_downgrade_to_base_then_upgrade_again(db: sa.Engine, db_url: str) -> Non
     finally:
         again.close()
     assert host_state(db) == before
+
+
+def test_schema_revision_reports_none_then_head(db_url: str) -> None:
+    """schema_revision() says None before migrate() and the head revision after it."""
+    engine = nw.Engine(db_url, clock=Clock())
+    try:
+        current, head = engine.schema_revision()
+        assert current is None
+        assert head == _migrate.head_revision()
+        engine.migrate()
+        assert engine.schema_revision() == (head, head)
+    finally:
+        engine.close()
