@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 EventKind = Literal[
     "opened",
@@ -24,18 +24,7 @@ EventKind = Literal[
     "escalation",
     "denied",
 ]
-EVENT_KINDS: tuple[EventKind, ...] = (
-    "opened",
-    "transition",
-    "fact_recorded",
-    "paused",
-    "resumed",
-    "extended",
-    "reminder",
-    "breach",
-    "escalation",
-    "denied",
-)
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
 
 
