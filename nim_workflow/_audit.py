@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,8 +72,43 @@ def event_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical(**fields)).hexdigest()
 
 
+@dataclass(slots=True)
+class ChainHead:
+    """The chain's newest seq and hash, as locked by one transaction.
+
+    A transaction locks the head row once, appends any number of events against this copy and
+    writes it back once before it commits (:func:`flush`).
+    """
+
+    seq: int
+    hash: str
+    dirty: bool = False
+
+
+def lock_head(conn: Connection) -> ChainHead:
+    """Lock the head row until the transaction ends and return its value."""
+    row = conn.execute(
+        sa.select(audit_head.c.last_seq, audit_head.c.last_hash)
+        .where(audit_head.c.id == 1)
+        .with_for_update()
+    ).one()
+    return ChainHead(row.last_seq, row.last_hash)
+
+
+def flush(conn: Connection, head: ChainHead | None) -> None:
+    """Write the head back if events were appended against it."""
+    if head is not None and head.dirty:
+        conn.execute(
+            audit_head.update()
+            .where(audit_head.c.id == 1)
+            .values(last_seq=head.seq, last_hash=head.hash)
+        )
+        head.dirty = False
+
+
 def append(
     conn: Connection,
+    head: ChainHead,
     *,
     reference: str,
     at: dt.datetime,
@@ -87,14 +123,10 @@ def append(
 ) -> AuditEvent:
     """Append one event to the chain inside the caller's transaction and return it.
 
-    When the action changes the case, the case row's chain head moves too.
+    ``head`` must come from :func:`lock_head` in the same transaction, and be flushed before
+    it commits. When the action changes the case, the case row's chain head moves too.
     """
-    head = conn.execute(
-        sa.select(audit_head.c.last_seq, audit_head.c.last_hash)
-        .where(audit_head.c.id == 1)
-        .with_for_update()
-    ).one()
-    seq = head.last_seq + 1
+    seq = head.seq + 1
     # Round-trip the detail through JSON now, so the hash covers exactly what is stored.
     detail_json = json.loads(json.dumps(dict(detail or {}), sort_keys=True, default=str))
     fields: dict[str, Any] = {
@@ -109,13 +141,11 @@ def append(
         "to_stage": to_stage,
         "reason": reason,
         "detail": detail_json,
-        "prev_hash": head.last_hash,
+        "prev_hash": head.hash,
     }
     digest = event_hash(**fields)
     conn.execute(audit_events.insert().values(**fields, hash=digest))
-    conn.execute(
-        audit_head.update().where(audit_head.c.id == 1).values(last_seq=seq, last_hash=digest)
-    )
+    head.seq, head.hash, head.dirty = seq, digest, True
     if action in CASE_ACTIONS:
         conn.execute(
             cases.update()

@@ -98,6 +98,11 @@ class _Unit:
 
     conn: Connection
     events: list[Event] = field(default_factory=list)
+    head: _audit.ChainHead | None = None
+
+    def finish(self) -> None:
+        """Write back the audit chain head before the transaction commits."""
+        _audit.flush(self.conn, self.head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +269,7 @@ class Engine:
         re-raises; any other error rolls everything back.
         """
         if connection is not None:
-            unit = _Unit(connection)
-            try:
-                yield unit
-            finally:
-                self._after_host_commit(connection, unit.events)
+            yield from self._write_in_host(connection)
             return
         try:
             with self._sa.connect() as conn:
@@ -282,18 +283,49 @@ class Engine:
                 try:
                     yield unit
                 except ActionRefused:
+                    unit.finish()
                     conn.commit()
                     self._publish(unit.events)
                     raise
                 except BaseException:
                     conn.rollback()
                     raise
+                unit.finish()
                 conn.commit()
         except OperationalError as exc:
             if _is_lock_conflict(exc):
                 raise ConcurrentUpdate("(database)", None, None) from exc
             raise
         self._publish(unit.events)
+
+    def _write_in_host(self, connection: Connection) -> Iterator[_Unit]:
+        """Write through the host's connection inside a savepoint of its transaction.
+
+        A failure part-way through rolls back to the savepoint, so the host's own work is
+        untouched and nothing half-written can be committed with it; a refusal keeps its
+        ``denied`` event. Events wait for the host's commit.
+        """
+        if self._dialect == "sqlite":
+            raw = connection.connection.dbapi_connection
+            if raw is not None and not getattr(raw, "in_transaction", True):
+                # The sqlite3 driver begins lazily, before the first write; a SAVEPOINT issued
+                # first would open (and on release commit) a transaction of its own.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        savepoint = connection.begin_nested()
+        unit = _Unit(connection)
+        try:
+            yield unit
+        except ActionRefused:
+            unit.finish()
+            savepoint.commit()
+            self._after_host_commit(connection, unit.events)
+            raise
+        except BaseException:
+            savepoint.rollback()
+            raise
+        unit.finish()
+        savepoint.commit()
+        self._after_host_commit(connection, unit.events)
 
     def _after_host_commit(self, connection: Connection, events: list[Event]) -> None:
         """Hold events written through a host's connection until the host commits.
@@ -985,7 +1017,9 @@ class Engine:
             with self._write(connection) as unit:
                 batch = self._claim_and_fire(unit, when)
                 fired.extend(unit.events)
-            if len(batch) < _PROCESS_BATCH or connection is not None:
+            # Stop on an empty batch, not a short one: under SKIP LOCKED a batch can come back
+            # short while due alarms remain.
+            if not batch:
                 break
         if fired:
             self._log.info("nimwf.processed", fired=len(fired), at=when.isoformat())
@@ -1303,8 +1337,11 @@ class Engine:
         reason: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
+        if unit.head is None:
+            unit.head = _audit.lock_head(unit.conn)
         written = _audit.append(
             unit.conn,
+            unit.head,
             reference=reference,
             at=at,
             actor_id=actor.id if actor is not None else _deadlines.SYSTEM_ACTOR,

@@ -211,3 +211,30 @@ def test_two_engines_on_one_host_connection_keep_their_subscribers(
         other.close()
     assert mine == ["HT-1"]
     assert theirs == ["HT-4"]
+
+
+def test_a_failure_part_way_leaves_the_hosts_work_and_nothing_half_written(
+    engine: nw.Engine, host: sa.Engine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error after the engine began writing rolls back only its own part of the host's work."""
+    from nim_workflow import _deadlines
+
+    def broken(*args: object, **kwargs: object) -> list[str]:
+        raise RuntimeError("disk on fire")
+
+    before = engine.case("HT-1")
+    history = engine.history("HT-1")
+    audit = engine.audit()
+    clock.advance(hours=1)
+    # The stage interval is already written when the deadlines of the new stage are opened.
+    monkeypatch.setattr(_deadlines, "open_stage_deadlines", broken)
+    with host.connect() as conn, conn.begin():
+        conn.execute(host_notes.insert().values(reference="HT-1", note="kept"))
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            engine.fire("HT-1", "accept_referral", actor=TM, connection=conn)
+        # The host decides to keep its own work and commit anyway.
+    assert notes(host) == [("HT-1", "kept")]
+    assert engine.case("HT-1") == before
+    assert engine.history("HT-1") == history
+    assert engine.audit() == audit
+    assert engine.verify_audit().ok
