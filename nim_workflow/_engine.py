@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 import structlog
@@ -511,12 +511,11 @@ class Engine:
             if not actor.roles & allowed:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "open_case",
-                    None,
-                    when,
                     PermissionDenied(reference, "open_case", actor.id, allowed),
+                    at=when,
+                    reference=reference,
                 )
             exists = conn.execute(
                 sa.select(cases.c.reference).where(cases.c.reference == reference)
@@ -601,24 +600,24 @@ class Engine:
             if row.closed_at is not None:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "fire",
-                    trigger,
-                    when,
                     TransitionNotAllowed(reference, trigger, row.stage, ()),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=trigger,
+                    stage=row.stage,
                 )
             if row.paused_at is not None:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "fire",
-                    trigger,
-                    when,
                     CasePaused(reference, trigger),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=trigger,
+                    stage=row.stage,
                 )
             stored = _facts_from_json(pathway, row.facts)
             merged = {**stored, **new_facts}
@@ -628,7 +627,16 @@ class Engine:
             )
             refusal = decision.refusal(reference=reference, actor_id=actor.id)
             if refusal is not None:
-                self._deny(unit, reference, actor, "fire", trigger, when, refusal, row.stage)
+                self._deny(
+                    unit,
+                    actor,
+                    "fire",
+                    refusal,
+                    at=when,
+                    reference=reference,
+                    trigger=trigger,
+                    stage=row.stage,
+                )
             dest = machine.fire(
                 row.stage,
                 trigger,
@@ -728,24 +736,22 @@ class Engine:
             if not actor.roles & allowed:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "record",
-                    None,
-                    when,
                     PermissionDenied(reference, "record", actor.id, allowed),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    stage=row.stage,
                 )
             if row.closed_at is not None:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "record",
-                    None,
-                    when,
                     TransitionNotAllowed(reference, "record", row.stage, ()),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    stage=row.stage,
                 )
             self._check_not_before(row, when)
             stored = _facts_from_json(clock.pathway, row.facts)
@@ -794,24 +800,22 @@ class Engine:
             if row.paused_at is not None:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "pause",
-                    None,
-                    when,
                     CasePaused(reference, "pause"),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    stage=row.stage,
                 )
             if reason is None or not str(reason).strip():
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "pause",
-                    None,
-                    when,
                     RequirementsNotMet(reference, "pause", ("reason",)),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    stage=row.stage,
                 )
             self._check_not_before(row, when)
             paused_on = clock.calendar.local_date(when)
@@ -917,25 +921,25 @@ class Engine:
             if rule.extension is None:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "extend",
-                    name,
-                    when,
                     ExtensionNotAllowed(reference, name, "its rule allows no extension"),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=name,
+                    stage=row.stage,
                 )
             assert rule.extension is not None
             if not actor.roles & rule.extension.roles:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "extend",
-                    name,
-                    when,
                     PermissionDenied(reference, action, actor.id, rule.extension.roles),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=name,
+                    stage=row.stage,
                 )
             target = _deadlines.open_deadline_row(conn, reference, name)
             if target is None:
@@ -945,29 +949,29 @@ class Engine:
             if target.extensions >= rule.extension.limit:
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "extend",
-                    name,
-                    when,
                     ExtensionNotAllowed(
                         reference,
                         name,
                         f"already extended {target.extensions} time(s), the most its rule "
                         f"allows ({rule.extension.limit} x {rule.extension.step})",
                     ),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=name,
+                    stage=row.stage,
                 )
             if reason is None or not str(reason).strip():
                 self._deny(
                     unit,
-                    reference,
                     actor,
                     "extend",
-                    name,
-                    when,
                     RequirementsNotMet(reference, action, ("reason",)),
-                    row.stage,
+                    at=when,
+                    reference=reference,
+                    trigger=name,
+                    stage=row.stage,
                 )
             self._check_not_before(row, when)
             new_due = _deadlines.extend(
@@ -1294,24 +1298,22 @@ class Engine:
         if not actor.roles & allowed:
             self._deny(
                 unit,
-                row.reference,
                 actor,
                 action,
-                None,
-                when,
                 PermissionDenied(row.reference, action, actor.id, allowed),
-                row.stage,
+                at=when,
+                reference=row.reference,
+                stage=row.stage,
             )
         if row.closed_at is not None:
             self._deny(
                 unit,
-                row.reference,
                 actor,
                 action,
-                None,
-                when,
                 TransitionNotAllowed(row.reference, action, row.stage, ()),
-                row.stage,
+                at=when,
+                reference=row.reference,
+                stage=row.stage,
             )
 
     def _update_case(self, conn: Connection, row: Any, **values: Any) -> None:
@@ -1367,14 +1369,15 @@ class Engine:
     def _deny(
         self,
         unit: _Unit,
-        reference: str,
         actor: Actor,
         action: str,
-        trigger: str | None,
-        when: dt.datetime,
         error: ActionRefused,
+        *,
+        at: dt.datetime,
+        reference: str,
+        trigger: str | None = None,
         stage: str | None = None,
-    ) -> None:
+    ) -> NoReturn:
         """Audit a refusal (it commits on its own) and raise it."""
         detail: dict[str, Any] = {
             "action": action,
@@ -1388,7 +1391,7 @@ class Engine:
         self._audit(
             unit,
             reference=reference,
-            at=when,
+            at=at,
             actor=actor,
             action="denied",
             trigger=trigger,
