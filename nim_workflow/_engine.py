@@ -929,7 +929,6 @@ class Engine:
                     trigger=name,
                     stage=row.stage,
                 )
-            assert rule.extension is not None
             if not actor.roles & rule.extension.roles:
                 self._deny(
                     unit,
