@@ -1039,6 +1039,7 @@ class Engine:
                 alarms.c.due_at,
                 deadlines.c.rule,
                 deadlines.c.due_on,
+                deadlines.c.due_at.label("deadline_due_at"),
                 deadlines.c.occurrence,
                 deadlines.c.stage,
                 deadlines.c.site,
@@ -1058,6 +1059,15 @@ class Engine:
             query = query.with_for_update(of=alarms, skip_locked=True)
         rows = conn.execute(query).all()
         for alarm in rows:
+            if alarm.kind == "reminder" and alarm.deadline_due_at <= when:
+                # Caught up late (the processor was down, or the case was paused): the deadline
+                # has passed, its breach says so, and a "due soon" reminder would mislead.
+                conn.execute(
+                    alarms.update()
+                    .where(alarms.c.id == alarm.id, alarms.c.status == "pending")
+                    .values(status="lapsed")
+                )
+                continue
             claimed = conn.execute(
                 alarms.update()
                 .where(alarms.c.id == alarm.id, alarms.c.status == "pending")

@@ -56,8 +56,11 @@ def make_activity(engine: nw.Engine, clock: Clock) -> None:
         actor=SW,
         facts={"proceedings_issued_on": "2026-02-27"},
     )
-    clock.advance(days=30)
-    assert engine.process_due(), "the deadline processor should have fired something"
+    # AUD-2 opened Fri 6 March: referral decision due Fri 20 March, reminded Tue 17 March.
+    clock.advance(days=12)
+    assert [e.kind for e in engine.process_due()] == ["reminder"]
+    clock.advance(days=18)
+    assert engine.process_due(), "the deadline processor should have fired the breach"
     engine.record("AUD-2", {"consent_recorded": True}, actor=SW)
     engine.fire("AUD-2", "decline_referral", actor=TM, reason="not eligible")
     with pytest.raises(nw.TransitionNotAllowed):

@@ -678,9 +678,12 @@ def test_audit_verify_exits_3_after_tampering(run: Run, tmp_path: Path) -> None:
 def test_worker_once_fires_what_is_due(run: Run) -> None:
     """`worker --once` fires reminders, breaches and escalations once and prints them."""
     _open(run)
+    # The referral decision is due Mon 19 January, its reminder on Wed 14 January.
+    lines = run("worker", "--once", "--at", "2026-01-15").stdout.splitlines()
+    assert [line.split()[2] for line in lines] == ["reminder"]
     lines = run("worker", "--once", "--at", "2026-01-21").stdout.splitlines()
-    assert [line.split()[2] for line in lines] == ["reminder", "breach", "escalation"]
-    assert lines[2].endswith("referral_decision to team_manager, due on 2026-01-19")
+    assert [line.split()[2] for line in lines] == ["breach", "escalation"]
+    assert lines[1].endswith("referral_decision to team_manager, due on 2026-01-19")
     assert run("worker", "--once", "--at", "2026-01-21").stdout == "nothing due\n"
 
 
@@ -688,7 +691,8 @@ def test_worker_once_json(run: Run) -> None:
     """`worker --once --json` gives the fired events as objects."""
     _open(run)
     data = json.loads(run("worker", "--once", "--json", "--at", "2026-01-21").stdout)
-    assert [e["kind"] for e in data] == ["reminder", "breach", "escalation"]
+    # Caught up after the due date: the reminder lapses, the breach and escalation fire.
+    assert [e["kind"] for e in data] == ["breach", "escalation"]
     assert set(data[0]) == {"kind", "reference", "at", "seq", "detail"}
     assert data[0]["detail"]["deadline"] == "referral_decision"
 
