@@ -18,6 +18,16 @@ def _engine(tmp_path: Path) -> nw.Engine:
     return engine
 
 
+def _wait_for_first_run(scheduler: DeadlineScheduler) -> None:
+    """Block (on an Event, not a sleep) until the start-up run has finished, or 10 s pass."""
+    waiter = threading.Event()
+    for _ in range(200):
+        if scheduler.runs >= 1:
+            return
+        waiter.wait(0.05)
+    raise AssertionError("the scheduler's start-up run did not finish")
+
+
 def test_start_catches_up_on_what_fell_due_while_nothing_ran(tmp_path: Path) -> None:
     """Deadlines that fell due before any process ran fire once when the scheduler starts."""
     engine = _engine(tmp_path)
@@ -48,13 +58,7 @@ def test_wake_job_is_armed_at_the_next_pending_alarm(tmp_path: Path) -> None:
     scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
     scheduler.start()
     try:
-        done = threading.Event()
-        # Wait for the start-up run by polling its counter through an Event-driven loop.
-        for _ in range(200):
-            if scheduler.runs >= 1:
-                break
-            done.wait(0.05)
-        assert scheduler.runs >= 1
+        _wait_for_first_run(scheduler)
         wake = scheduler._scheduler.get_job("nimwf-wake")
         assert wake is not None
         assert wake.next_run_time == engine.next_due_at()
@@ -69,11 +73,7 @@ def test_no_wake_job_when_nothing_is_pending(tmp_path: Path) -> None:
     scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
     scheduler.start()
     try:
-        waiter = threading.Event()
-        for _ in range(200):
-            if scheduler.runs >= 1:
-                break
-            waiter.wait(0.05)
+        _wait_for_first_run(scheduler)
         assert engine.next_due_at() is None
         assert scheduler._scheduler.get_job("nimwf-wake") is None
         assert scheduler._scheduler.get_job("nimwf-sweep") is not None
@@ -88,11 +88,7 @@ def test_a_new_case_rearms_the_wake_job(tmp_path: Path) -> None:
     scheduler = DeadlineScheduler(engine, sweep_seconds=3600)
     scheduler.start()
     try:
-        waiter = threading.Event()
-        for _ in range(200):
-            if scheduler.runs >= 1:
-                break
-            waiter.wait(0.05)
+        _wait_for_first_run(scheduler)
         assert scheduler._scheduler.get_job("nimwf-wake") is None
         engine.open_case("LDN-3", pathway="nim-uk-england", site="london", actor=SW)
         wake = scheduler._scheduler.get_job("nimwf-wake")
