@@ -92,9 +92,9 @@ class StageDurations:
 class OnTimeRate:
     """How often one deadline rule was kept: ``rate = met / (met + missed)``.
 
-    ``missed`` includes deadlines cancelled after their due date had passed (the case closed
-    while they were overdue): they were breached. ``open_overdue`` counts the open ones already
-    past due, which are not in the rate yet. ``rate`` is ``None`` when nothing was settled.
+    ``open_overdue`` counts the open ones already past due, which are not in the rate yet.
+    Cancelled deadlines (a case closed before they fell due) count for neither. ``rate`` is
+    ``None`` when nothing was settled.
     """
 
     rule: str
@@ -146,8 +146,9 @@ class StageSpan:
 class DeadlineMark:
     """A deadline as the timeline draws it.
 
-    ``status`` is ``met``, ``missed`` (settled late, or cancelled once overdue), ``overdue``
-    (open and past due) or ``open`` (not yet due). ``breached`` is true for missed and overdue.
+    ``status`` is ``met``, ``missed`` (settled late, or past due when the case closed),
+    ``overdue`` (open and past due) or ``open`` (not yet due). ``breached`` is true for missed
+    and overdue.
     """
 
     name: str
@@ -395,19 +396,16 @@ class _RateCount:
 
 
 def _mark(deadline: Deadline, at: dt.datetime) -> DeadlineMark | None:
-    """How a deadline counts at ``at``; ``None`` for one cancelled before it fell due."""
+    """How a deadline counts at ``at``; ``None`` for a cancelled one."""
     status: MarkStatus
     if deadline.status == "met":
         status = "met"
     elif deadline.status == "missed":
         status = "missed"
     elif deadline.status == "cancelled":
-        # The engine cancels a closing case's open clocks even when they are overdue; such a
-        # deadline was breached, and leaving it out would flatter the on-time rate.
-        settled = deadline.settled_at
-        if settled is None or settled < deadline.due_at:
-            return None
-        status = "missed"
+        # Cancelled before it fell due (closing marks an overdue deadline missed): it neither
+        # counts for the rate nor appears on the timeline.
+        return None
     else:
         status = "overdue" if deadline.due_at <= at else "open"
     return DeadlineMark(
