@@ -263,7 +263,10 @@ class _Planner:
             due = due_days + pause_days
             step, limit = extension
             extended = 0
-            while total > due and extended < limit and rng.random() < 0.75:
+            # Glasgow's treatment running long is usually extended (GIFT works "up to 12
+            # months"); elsewhere a late stage is often simply late.
+            chance = 0.9 if (site.site == "glasgow" and stage == "treatment") else 0.55
+            while total > due and extended < limit and rng.random() < chance:
                 add(
                     start + days(due - rng.randint(4, 12)),
                     "extend",
