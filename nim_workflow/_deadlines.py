@@ -359,10 +359,6 @@ def schedule_alarms(
 # -- pauses and extensions -------------------------------------------------------------------------
 
 
-def _unit_of(rule: DeadlineRule, occurrence: int) -> Duration:
-    return rule.duration_for(occurrence)
-
-
 def _adjust(
     conn: Connection,
     clock: CaseClock,
@@ -408,7 +404,7 @@ def shift_for_pause(
             # moving it would raise its breach a second time.
             continue
         rule = clock.pathway.rule(row.rule)
-        unit = _unit_of(rule, row.occurrence).unit
+        unit = rule.duration_for(row.occurrence).unit
         # A clock started during the pause stood still only from its own start.
         count = clock.calendar.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
         if count <= 0:
