@@ -106,18 +106,33 @@ def _check_date(value: object, field_name: str) -> date:
     return value
 
 
+def _check_names(closures: Mapping[date, str]) -> dict[date, str]:
+    for day, name in closures.items():
+        if not isinstance(name, str):
+            raise InvalidInput(
+                f"closures: the name of {day!r} must be text, not {type(name).__name__}",
+                field="closures",
+            )
+    return dict(closures)
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class WorkingCalendar:
     """The working days of one site: a named holiday calendar, a time zone and closure days.
 
-    Immutable and cheap to share. Equal calendars (same name, zone, closures and label) compare
-    and hash equal. Dates given and returned are the site's local dates; instants are aware.
+    Immutable and cheap to share. Equal calendars (same name, zone, closures with their names, and
+    label) compare and hash equal. Dates given and returned are the site's local dates; instants
+    are aware. ``closures`` may be a mapping from each date to its name ("Lundi Gras"); a closure
+    without a name is called ``closure_label``.
     """
 
     name: CalendarName
     timezone: str
     closures: frozenset[date]
     closure_label: str
+    # The closures that have a name, sorted: compared and hashed with the rest.
+    _closure_names: tuple[tuple[date, str], ...] = field(repr=False)
+    _name_of: Mapping[date, str] = field(compare=False, repr=False)
     _tz: ZoneInfo = field(compare=False, repr=False)
     # Per year, the sorted Monday-to-Friday dates that are not working days (holidays and
     # closures); filled lazily, so the frozen object only ever gains memoised facts.
@@ -127,7 +142,7 @@ class WorkingCalendar:
         self,
         name: CalendarName,
         timezone: str,
-        closures: Iterable[date] = (),
+        closures: Iterable[date] | Mapping[date, str] = (),
         closure_label: str = "site closure",
     ) -> None:
         """Build the calendar; raise :class:`InvalidInput` for an unknown name or zone."""
@@ -144,10 +159,13 @@ class WorkingCalendar:
                 field="timezone",
             ) from error
         closed = frozenset(_check_date(day, "closures") for day in closures)
+        names = _check_names(closures) if isinstance(closures, Mapping) else {}
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "timezone", timezone)
         object.__setattr__(self, "closures", closed)
         object.__setattr__(self, "closure_label", closure_label)
+        object.__setattr__(self, "_closure_names", tuple(sorted(names.items())))
+        object.__setattr__(self, "_name_of", MappingProxyType(names))
         object.__setattr__(self, "_tz", tz)
         object.__setattr__(self, "_blocked", {})
 
@@ -169,19 +187,21 @@ class WorkingCalendar:
     def non_working_reason(self, day: date) -> str | None:
         """Why ``day`` is not a working day, or ``None`` if it is one.
 
-        The holiday's name wins over the closure label, which wins over the weekday name, so a
-        Boxing Day that falls on a Saturday reads "Boxing Day".
+        The holiday's name wins over the closure's name (or label), which wins over the weekday
+        name, so a Boxing Day that falls on a Saturday reads "Boxing Day".
         """
         holiday = _holidays_in(self.name, day.year).get(day)
         if holiday is not None:
             return holiday
         if day in self.closures:
-            return self.closure_label
+            return self._name_of.get(day, self.closure_label)
         return _WEEKEND_NAMES.get(day.weekday())
 
     def _blocked_reason(self, day: date) -> str:
-        """The holiday name or closure label of a date known to be one or the other."""
-        return _holidays_in(self.name, day.year).get(day) or self.closure_label
+        """The holiday name or closure name (or label) of a date known to be one or the other."""
+        return _holidays_in(self.name, day.year).get(day) or self._name_of.get(
+            day, self.closure_label
+        )
 
     def _blocked_weekdays(self, year: int) -> tuple[date, ...]:
         blocked = self._blocked.get(year)
@@ -331,14 +351,17 @@ def _shared_calendar(name: CalendarName, timezone: str) -> WorkingCalendar:
 def calendar_for(
     name: CalendarName,
     timezone: str,
-    closures: Iterable[date] = (),
+    closures: Iterable[date] | Mapping[date, str] = (),
     closure_label: str = "site closure",
 ) -> WorkingCalendar:
     """The calendar for a pathway's ``calendar`` and ``timezone``, plus a site's closures.
 
-    Without closures the same immutable instance is handed out every time.
+    ``closures`` are dates, or a mapping from each date to its name. Without closures the same
+    immutable instance is handed out every time.
     """
-    closed = tuple(closures)
+    closed: Iterable[date] | Mapping[date, str] = (
+        dict(closures) if isinstance(closures, Mapping) else tuple(closures)
+    )
     if not closed and closure_label == "site closure":
         return _shared_calendar(name, timezone)
     return WorkingCalendar(name, timezone, closed, closure_label)

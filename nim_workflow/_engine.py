@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from nim_workflow import _audit, _deadlines
 from nim_workflow._calendar import WorkingCalendar
+from nim_workflow._closures import bundled_closures
 from nim_workflow._deadlines import CaseClock
 from nim_workflow._errors import (
     ActionRefused,
@@ -117,7 +118,8 @@ class Engine:
     ``url`` is any SQLAlchemy URL (SQLite and PostgreSQL are supported) or a SQLAlchemy ``Engine``
     whose life stays the caller's. ``clock`` returns the current aware datetime (default: the
     system clock in UTC). ``pathways`` are Pathway objects or file paths (default: the bundled
-    pathways). ``closures`` maps a site to extra non-working dates for its calendar.
+    pathways). ``closures`` maps a site to extra non-working dates for its calendar, added to the
+    site's bundled closures (``pathways/closures/``).
     """
 
     def __init__(
@@ -142,7 +144,11 @@ class Engine:
         self._latest: dict[str, Pathway] = {}
         for item in bundled_pathways().values() if pathways is None else pathways:
             self._register_in_memory(item if isinstance(item, Pathway) else load_pathway(item))
-        self._closures: dict[str, frozenset[dt.date]] = {}
+        # Each site starts from its bundled closures (pathways/closures/), by name; the caller's
+        # dates add to them, never replace them, and read as the calendar's default label.
+        self._closures: dict[str, dict[dt.date, str]] = {
+            site: bundled.names for site, bundled in bundled_closures().items()
+        }
         for site, days in (closures or {}).items():
             checked = frozenset(days)
             for day in checked:
@@ -150,7 +156,9 @@ class Engine:
                     raise InvalidInput(
                         f"closures[{site!r}]: {day!r} is not a date", field="closures"
                     )
-            self._closures[site] = checked
+            named = self._closures.setdefault(site, {})
+            for day in checked:
+                named.setdefault(day, "site closure")
         self._calendars: dict[tuple[str, int, str], WorkingCalendar] = {}
         self._subscribers: list[_Subscription] = []
         self._host_pending: weakref.WeakKeyDictionary[Connection, list[Event]] = (
