@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 
 from nim_workflow._errors import InvalidInput
-from nim_workflow._pathway._model import CALENDARS, CalendarName, Duration, Unit
+from nim_workflow._pathway._model import CALENDARS, CalendarName, Counting, Duration, Unit
 
 __all__ = ["WorkingCalendar", "calendar_for"]
 
@@ -260,14 +260,23 @@ class WorkingCalendar:
                 remaining -= 1
         return day
 
-    def add(self, start: date, duration: Duration) -> date:
+    def add(self, start: date, duration: Duration, counting: Counting = "after") -> date:
         """The local date ``duration`` after ``start``, per the rules of the calendar.
 
         Working days skip weekends, holidays and closures; days and weeks are plain calendar
         arithmetic (so a weeks deadline may fall on a holiday); months step whole calendar months,
         and from the 29th, 30th or 31st land on the last day of a shorter month.
+
+        ``counting="beginning_with"`` is the statute's "N beginning with ``start``": ``start`` is
+        day 1, so the last day is one day earlier than "after" (26 weeks beginning with Monday
+        5 January 2026 end on Sunday 5 July). For working days it is the Nth working day counting
+        ``start`` itself when ``start`` is one.
         """
-        return self._move(start, duration.unit, duration.amount)
+        if counting == "after":
+            return self._move(start, duration.unit, duration.amount)
+        if duration.unit == "working_days":
+            return self.add_working_days(start - _ONE_DAY, duration.amount)
+        return self._move(start, duration.unit, duration.amount) - _ONE_DAY
 
     def subtract(self, end: date, duration: Duration) -> date:
         """The local date ``duration`` before ``end`` ("10 working days before the due date")."""

@@ -30,9 +30,14 @@ from nim_workflow._errors import PathwayError, Problem
 from nim_workflow._pathway._model import (
     ANY_OPEN,
     CALENDARS,
+    COUNTINGS,
     PERMISSION_ACTIONS,
     UNITS,
     CalendarName,
+    Candidate,
+    ConditionStart,
+    Counting,
+    Cumulative,
     DeadlineRule,
     Duration,
     Extension,
@@ -64,6 +69,48 @@ _PATHWAY_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: The longest duration a rule may state, in any unit (1,000 months is over 83 years).
 _MAX_AMOUNT = 1000
+_DEFAULT_COUNTING: Counting = "after"
+_DEADLINE_OPTIONAL = (
+    "duration",
+    "stage",
+    "anchor",
+    "earliest_of",
+    "cumulative",
+    "window",
+    "counting",
+    "pausable",
+    "from_first",
+    "settled_by",
+    "reminders",
+    "extension",
+    "recurs",
+    "met_by",
+)
+#: Keys each kind of rule refuses: they belong to another kind, or the kind carries its own.
+_INCOMPATIBLE: Mapping[str, frozenset[str]] = {
+    "stage": frozenset({"recurs", "settled_by", "from_first", "window"}),
+    "anchor": frozenset(),
+    "window": frozenset({"duration", "recurs", "extension", "from_first", "met_by"}),
+    "earliest_of": frozenset({"duration", "from_first", "window"}),
+    "cumulative": frozenset(
+        {"duration", "counting", "recurs", "from_first", "window", "extension"}
+    ),
+}
+_KIND_WORDS = {
+    "stage": "a stage deadline",
+    "anchor": "an anchored clock",
+    "window": "a window",
+    "earliest_of": "an earliest_of clock",
+    "cumulative": "a cumulative clock",
+}
+_ROUGH_DAYS = {"working_days": 1.4, "days": 1.0, "weeks": 7.0, "months": 30.4}
+
+
+def _rough_days(duration: Duration) -> float:
+    """A duration's length in days, near enough to order two durations of different units."""
+    return duration.amount * _ROUGH_DAYS[duration.unit]
+
+
 #: Attributes the ``transitions`` library (and the bound case) give a model: a trigger with one
 #: of these names would shadow them.
 _RESERVED_TRIGGERS = frozenset({"trigger", "state", "facts", "reason"})
@@ -1011,14 +1058,10 @@ class _Compiler:
         return tuple(rules) if sound else None
 
     def _deadline(self, node: _Node, names: dict[str, _Node]) -> DeadlineRule | None:
-        entries = self._mapping(
-            node,
-            ("name", "duration", "escalate_to"),
-            ("stage", "anchor", "reminders", "extension", "recurs", "met_by"),
-        )
+        entries = self._mapping(node, ("name", "escalate_to"), _DEADLINE_OPTIONAL)
         if entries is None:
             return None
-        ok = all(key in entries for key in ("name", "duration", "escalate_to"))
+        ok = all(key in entries for key in ("name", "escalate_to"))
         name = self._name(entries["name"]) if "name" in entries else None
         if name is not None:
             first = names.setdefault(name, entries["name"])
@@ -1028,21 +1071,39 @@ class _Compiler:
                     f"a deadline named {name!r} is already defined at line {first.line}",
                 )
                 ok = False
-        duration = self._duration(entries["duration"]) if "duration" in entries else None
         escalate_to = (
             self._ref(entries["escalate_to"], self._roles, "role")
             if "escalate_to" in entries
             else None
         )
+        kind = self._deadline_kind(node, entries)
+        ok = ok and kind is not None and self._compatible(node, entries, kind)
+        duration_ok, duration = self._optional(entries, "duration", self._duration)
         stage_ok, stage = self._optional(entries, "stage", self._deadline_stage)
         anchor_ok, anchor = self._optional(entries, "anchor", self._date_fact)
-        ok = ok and stage_ok and anchor_ok
-        if "stage" in entries and "anchor" in entries:
-            self._bad(node, "give stage (a stage deadline) or anchor (a statutory clock), not both")
-            ok = False
-        elif "stage" not in entries and "anchor" not in entries:
-            self._bad(node, "needs a stage (a stage deadline) or an anchor (a statutory clock)")
-            ok = False
+        candidates_ok, candidates = self._optional(entries, "earliest_of", self._candidates)
+        window_ok, window = self._optional(entries, "window", self._window)
+        cumulative_ok, cumulative = self._optional(entries, "cumulative", self._cumulative)
+        counting: Counting | None
+        counting_ok, counting = self._optional(entries, "counting", self._counting)
+        pausable_ok, pausable = self._optional(entries, "pausable", self._bool)
+        from_first_ok, from_first = self._optional(entries, "from_first", self._bool)
+        settled_ok, settled_by = self._optional(
+            entries, "settled_by", lambda n: self._date_facts(n)
+        )
+        ok = (
+            ok
+            and duration_ok
+            and stage_ok
+            and anchor_ok
+            and candidates_ok
+            and window_ok
+            and cumulative_ok
+            and counting_ok
+            and pausable_ok
+            and from_first_ok
+            and settled_ok
+        )
         reminders: tuple[Reminder, ...] | None = (_DEFAULT_REMINDER,)
         if "reminders" in entries:
             reminders = self._reminders(entries["reminders"])
@@ -1052,9 +1113,22 @@ class _Compiler:
             entries, "met_by", lambda n: self._refs(n, self._triggers, "trigger")
         )
         ok = ok and extension_ok and recurs_ok and met_by_ok
-        if "recurs" in entries and "stage" in entries:
-            self._bad(entries["recurs"], "only a statutory clock (a deadline with anchor) recurs")
+        if kind == "window" and pausable:
+            self._bad(entries["pausable"], "a window never pauses; leave pausable out")
             ok = False
+        if kind == "cumulative" and pausable:
+            self._bad(
+                entries["pausable"],
+                "a cumulative clock counts days in its condition; it never pauses",
+            )
+            ok = False
+        opens: Duration | None = None
+        if window is not None:
+            opens, duration = window
+        elif candidates is not None:
+            duration = candidates[0].duration
+        elif cumulative is not None:
+            duration = cumulative.reaches
         if not ok or name is None or duration is None or escalate_to is None or reminders is None:
             return None
         recur_fact, recur_durations = recurs if recurs is not None else (None, ())
@@ -1069,6 +1143,177 @@ class _Compiler:
             reminders=reminders,
             extension=extension,
             met_by=frozenset(met_by or ()),
+            settled_by=tuple(settled_by or ()),
+            counting=counting or _DEFAULT_COUNTING,
+            pausable=kind == "stage" if pausable is None else pausable,
+            from_first=bool(from_first),
+            candidates=tuple(candidates or ()),
+            opens=opens,
+            cumulative=cumulative,
+        )
+
+    def _deadline_kind(self, node: _Node, entries: Mapping[str, _Node]) -> str | None:
+        """Which kind of rule this is, from the one key that starts its clock."""
+        starts = [key for key in ("stage", "anchor", "earliest_of", "cumulative") if key in entries]
+        if not starts:
+            self._bad(
+                node,
+                "needs a stage (a stage deadline) or an anchor (a statutory clock or window), "
+                "or earliest_of or cumulative",
+            )
+            return None
+        if len(starts) > 1:
+            if starts == ["stage", "anchor"]:
+                self._bad(
+                    node, "give stage (a stage deadline) or anchor (a statutory clock), not both"
+                )
+            else:
+                self._bad(node, f"give only one of {' and '.join(starts)}; each starts the clock")
+            return None
+        if starts[0] == "anchor" and "window" in entries:
+            return "window"
+        return starts[0]
+
+    def _compatible(self, node: _Node, entries: Mapping[str, _Node], kind: str) -> bool:
+        """Report keys that make no sense for this kind of rule (and a missing duration)."""
+        ok = True
+        for key in sorted(_INCOMPATIBLE[kind] & entries.keys()):
+            if kind == "stage" and key == "recurs":
+                self._bad(entries[key], "only a statutory clock (a deadline with anchor) recurs")
+            else:
+                self._bad(entries[key], f"{key} does not apply to {_KIND_WORDS[kind]}")
+            ok = False
+        if kind in ("stage", "anchor") and "duration" not in entries:
+            self._report(
+                node.line, f"{node.path}.duration" if node.path else "duration", "is missing"
+            )
+            ok = False
+        return ok
+
+    def _counting(self, node: _Node) -> Counting | None:
+        for counting in COUNTINGS:
+            if node.value == counting:
+                return counting
+        if node.value is not _BROKEN:
+            self._bad(node, f"must be one of {_listing(COUNTINGS)}, not {_kind(node)}")
+        return None
+
+    def _date_facts(self, node: _Node) -> list[str] | None:
+        items = self._list(node, nonempty=True)
+        if items is None:
+            return None
+        read = [self._date_fact(item) for item in items]
+        if None in read:
+            return None
+        facts = [fact for fact in read if fact is not None]
+        for index, fact in enumerate(facts):
+            if fact in facts[:index]:
+                self._bad(items[index], f"fact {fact!r} is listed twice")
+                return None
+        return facts
+
+    def _candidates(self, node: _Node) -> list[Candidate] | None:
+        items = self._list(node)
+        if items is None:
+            return None
+        if len(items) < 2:
+            self._bad(
+                node,
+                f"earliest_of needs at least two candidates, not {len(items)}; "
+                "with one, write anchor and duration",
+            )
+            return None
+        candidates: list[Candidate] = []
+        sound = True
+        for item in items:
+            entries = self._mapping(item, ("anchor", "duration"), ("when_preceded_by",))
+            if entries is None:
+                sound = False
+                continue
+            anchor = self._date_fact(entries["anchor"]) if "anchor" in entries else None
+            duration = self._duration(entries["duration"]) if "duration" in entries else None
+            preceded_ok, preceded = self._optional(entries, "when_preceded_by", self._date_fact)
+            if preceded is not None and preceded == anchor:
+                self._bad(entries["when_preceded_by"], "must name a fact other than the anchor")
+                preceded_ok = False
+            if anchor is None or duration is None or not preceded_ok:
+                sound = False
+                continue
+            candidate = Candidate(anchor=anchor, duration=duration, when_preceded_by=preceded)
+            if candidate in candidates:
+                self._bad(item, "is the same candidate as an earlier one")
+                sound = False
+                continue
+            candidates.append(candidate)
+        return candidates if sound else None
+
+    def _window(self, node: _Node) -> tuple[Duration, Duration] | None:
+        entries = self._mapping(node, ("opens", "closes"))
+        if entries is None:
+            return None
+        opens = self._duration(entries["opens"]) if "opens" in entries else None
+        closes = self._duration(entries["closes"]) if "closes" in entries else None
+        if opens is None or closes is None:
+            return None
+        if opens.unit == closes.unit and closes.amount <= opens.amount:
+            self._bad(
+                entries["closes"],
+                f"the window closes ({closes}) no later than it opens ({opens}); "
+                "it must close after it opens",
+            )
+            return None
+        if _rough_days(closes) <= _rough_days(opens) and opens.unit != closes.unit:
+            self._bad(
+                entries["closes"],
+                f"the window closes ({closes}) before it opens ({opens}); "
+                "it must close after it opens",
+            )
+            return None
+        return opens, closes
+
+    def _cumulative(self, node: _Node) -> Cumulative | None:
+        entries = self._mapping(node, ("starts", "leaves", "returns", "reaches", "within"))
+        if entries is None:
+            return None
+        starts: list[ConditionStart] | None = None
+        items = self._list(entries["starts"], nonempty=True) if "starts" in entries else None
+        if items is not None:
+            starts = []
+            for item in items:
+                start = self._mapping(item, ("anchor",), ("plus",))
+                if start is None:
+                    starts = None
+                    break
+                anchor = self._date_fact(start["anchor"]) if "anchor" in start else None
+                plus_ok, plus = self._optional(start, "plus", self._duration)
+                if anchor is None or not plus_ok:
+                    starts = None
+                    break
+                starts.append(ConditionStart(anchor=anchor, plus=plus))
+        leaves = self._date_fact(entries["leaves"]) if "leaves" in entries else None
+        returns = self._date_fact(entries["returns"]) if "returns" in entries else None
+        reaches = self._duration(entries["reaches"]) if "reaches" in entries else None
+        within = self._duration(entries["within"]) if "within" in entries else None
+        if leaves is not None and leaves == returns:
+            self._bad(entries["returns"], "must name a fact other than leaves")
+            return None
+        if (
+            reaches is not None
+            and within is not None
+            and _rough_days(within) <= _rough_days(reaches)
+        ):
+            self._bad(
+                entries["within"],
+                f"the rolling period ({within}) must be longer than what it counts to ({reaches})",
+            )
+            return None
+        if starts is None or leaves is None or returns is None or reaches is None or within is None:
+            return None
+        if reaches.unit == "working_days" or within.unit == "working_days":
+            self._bad(node, "a cumulative clock counts calendar days; use days, weeks or months")
+            return None
+        return Cumulative(
+            starts=tuple(starts), leaves=leaves, returns=returns, reaches=reaches, within=within
         )
 
     def _deadline_stage(self, node: _Node) -> str | None:
@@ -1132,17 +1377,18 @@ class _Compiler:
         return None
 
     def _extension(self, node: _Node) -> Extension | None:
-        entries = self._mapping(node, ("step", "limit", "roles"))
+        # No limit means no cap on the number of extensions (care proceedings, CA 1989 s.32).
+        entries = self._mapping(node, ("step", "roles"), ("limit",))
         if entries is None:
             return None
         step = self._duration(entries["step"]) if "step" in entries else None
-        limit = self._int(entries["limit"], minimum=1) if "limit" in entries else None
+        limit_ok, limit = self._optional(entries, "limit", lambda n: self._int(n, minimum=1))
         roles = (
             self._refs(entries["roles"], self._roles, "role", nonempty=True)
             if "roles" in entries
             else None
         )
-        if step is None or limit is None or roles is None:
+        if step is None or not limit_ok or roles is None:
             return None
         return Extension(step=step, limit=limit, roles=frozenset(roles))
 

@@ -44,7 +44,7 @@ The file format (every key; ``?`` marks optional ones)::
           - {every: 1 months, label: monthly_update}
           - {fraction: 0.5, label: mid_way_review}
         escalate_to: team_manager         # role told when the deadline is breached
-        extension: {step: 3 months, limit: 1, roles: [team_manager]}   # ?
+        extension: {step: 3 months, limit: 1, roles: [team_manager]}   # ?  limit ? (none: no cap)
       - name: lac_review
         anchor: entered_care_on           # a statutory clock: starts when this date fact is set
         duration: 20 working_days
@@ -55,8 +55,45 @@ The file format (every key; ``?`` marks optional ones)::
       - name: care_proceedings
         anchor: proceedings_issued_on
         duration: 26 weeks
+        counting: beginning_with          # ?  after (default) | beginning_with: the anchor is day 1
+        pausable: false                   # ?  default: true for stage deadlines, false otherwise
         met_by: [record_decision]         # ?  triggers that meet it when fired by the due date
         escalate_to: team_manager
+      - name: interim_cso
+        anchor: icso_made_on
+        from_first: true                  # ?  only the first date of the anchor starts it
+        duration: 66 days
+        counting: beginning_with
+        settled_by: [cso_made_on]         # ?  date facts that settle it (met by the due date)
+        escalate_to: team_manager
+      - name: case_review                 # the earliest recorded candidate governs
+        earliest_of:
+          - {anchor: disposition_on, duration: 3 months}
+          - {anchor: entered_care_on, duration: 6 months}
+          - {anchor: disposition_on, duration: 9 months, when_preceded_by: entered_care_on}
+        recurs: {fact: case_review_held_on, durations: [6 months]}
+        escalate_to: team_manager
+      - name: baseline_visit              # a window: opens and closes after its anchor
+        anchor: entered_care_on
+        window: {opens: 4 weeks, closes: 14 weeks}
+        settled_by: [baseline_visit_on]   # refused before it opens, late after it closes
+        escalate_to: team_manager
+      - name: asfa_15_of_22               # a cumulative clock: only days in the condition count
+        cumulative:
+          starts:                         # the condition begins on the earliest of these
+            - {anchor: adjudicated_on}
+            - {anchor: entered_care_on, plus: 60 days}
+          leaves: returned_home_on        # a date fact: the condition ends (that day is out)
+          returns: reentered_care_on      # a date fact: the condition begins again
+          reaches: 15 months              # due when the days in the condition reach this...
+          within: 22 months               # ...within the rolling period ending that day
+        settled_by: [tpr_petition_filed_on]
+        escalate_to: team_manager
+
+A rule has exactly one of ``stage``, ``anchor``, ``earliest_of`` and ``cumulative``; ``window``
+goes with ``anchor`` in place of ``duration``. Counting (PATHWAYS.md, "Rules of the calendar"):
+"N after D" is D + N with D as day 0; "N beginning with D" makes D day 1, so the last day is one
+day earlier (for working days: the Nth working day counting D itself when D is one).
 """
 
 from __future__ import annotations
@@ -70,10 +107,13 @@ from typing import Literal
 Unit = Literal["working_days", "days", "weeks", "months"]
 UNITS: tuple[Unit, ...] = ("working_days", "days", "weeks", "months")
 FactType = Literal["bool", "date", "enum"]
+Counting = Literal["after", "beginning_with"]
+COUNTINGS: tuple[Counting, ...] = ("after", "beginning_with")
+RuleKind = Literal["stage", "clock", "window"]
 CalendarName = Literal["england-and-wales", "scotland", "louisiana"]
 CALENDARS: tuple[CalendarName, ...] = ("england-and-wales", "scotland", "louisiana")
 #: Actions that are not transitions and whose roles a pathway declares under ``permissions``.
-PERMISSION_ACTIONS: tuple[str, ...] = ("open_case", "record", "pause", "resume")
+PERMISSION_ACTIONS: tuple[str, ...] = ("open_case", "record", "pause", "resume", "upgrade")
 #: ``from: "*"`` in a file means every stage that is not final.
 ANY_OPEN = "*"
 
@@ -152,16 +192,65 @@ class Reminder:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Extension:
-    """How a deadline may be extended: by ``step``, at most ``limit`` times, by these roles."""
+    """How a deadline may be extended: by at most ``step`` at a time, by these roles.
+
+    ``limit`` caps how many extensions one deadline may have; ``None`` means no cap (a court may
+    extend care proceedings as often as justice needs, CA 1989 s.32(5)).
+    """
 
     step: Duration
-    limit: int
     roles: frozenset[str]
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One ``earliest_of`` candidate: due ``duration`` after ``anchor``, if that fact is recorded.
+
+    With ``when_preceded_by`` the candidate applies only when that date fact is recorded and falls
+    before ``anchor`` (art. 702(B): nine months after disposition *if removed before it*).
+    """
+
+    anchor: str
+    duration: Duration
+    when_preceded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionStart:
+    """Where a cumulative clock's condition first begins: ``anchor``, moved on by ``plus``."""
+
+    anchor: str
+    plus: Duration | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cumulative:
+    """A clock that counts only the days a case spends in a condition (in care).
+
+    The condition first begins on the earliest recorded ``starts``; ``leaves`` ends a period
+    (that day is out) and ``returns`` begins another. The clock is due on the first day ``D`` on
+    which the days in the condition in the rolling period ``[D - within, D)`` reach ``reaches``,
+    where ``reaches`` is measured in days as it falls from the first day in the condition (so
+    an unbroken stay is due exactly ``reaches`` after it began).
+    """
+
+    starts: tuple[ConditionStart, ...]
+    leaves: str
+    returns: str
+    reaches: Duration
+    within: Duration
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadlineRule:
-    """A stage deadline (``stage`` set) or a statutory clock (``anchor_fact`` set)."""
+    """One deadline rule: a stage deadline, a statutory clock or a window.
+
+    Exactly one of ``stage`` (the clock starts on entering the stage), ``anchor_fact`` (it starts
+    when that date fact is recorded), ``candidates`` (the earliest recorded of several) and
+    ``cumulative`` is set. A window is an anchored rule with ``opens`` set: due (closing)
+    ``duration`` after the anchor, and not to be met before ``opens`` after it.
+    """
 
     name: str
     duration: Duration
@@ -175,18 +264,62 @@ class DeadlineRule:
     #: Triggers that settle this deadline as met when fired on or before its due date (the
     #: court's decision meets the care-proceedings clock); otherwise closing cancels it.
     met_by: frozenset[str] = frozenset()
+    #: Date facts whose recording settles the open deadline (met on or before the due date,
+    #: missed after it) without starting another.
+    settled_by: tuple[str, ...] = ()
+    counting: Counting = "after"
+    #: Whether a pause of the case moves it. The law's clocks never pause (DOMAIN.md section 7).
+    pausable: bool = True
+    #: Only the first recorded date of the anchor starts the clock; later ones leave it alone.
+    from_first: bool = False
+    candidates: tuple[Candidate, ...] = ()
+    opens: Duration | None = None
+    cumulative: Cumulative | None = None
 
     @property
-    def kind(self) -> Literal["stage", "clock"]:
-        """``stage`` for a stage deadline, ``clock`` for a statutory clock."""
-        return "stage" if self.stage is not None else "clock"
+    def kind(self) -> RuleKind:
+        """``stage`` for a stage deadline, ``window`` for a window, ``clock`` otherwise."""
+        if self.stage is not None:
+            return "stage"
+        return "window" if self.opens is not None else "clock"
+
+    @property
+    def start_facts(self) -> tuple[str, ...]:
+        """The date facts whose recording can start (or restart) occurrence 1 of this rule."""
+        if self.anchor_fact is not None:
+            return (self.anchor_fact,)
+        facts: list[str] = []
+        for candidate in self.candidates:
+            facts += [candidate.anchor]
+            if candidate.when_preceded_by is not None:
+                facts.append(candidate.when_preceded_by)
+        if self.cumulative is not None:
+            facts += [start.anchor for start in self.cumulative.starts]
+            facts += [self.cumulative.leaves, self.cumulative.returns]
+        return tuple(dict.fromkeys(facts))
+
+    @property
+    def facts(self) -> tuple[str, ...]:
+        """Every date fact this rule reads."""
+        recur = (self.recur_fact,) if self.recur_fact is not None else ()
+        return tuple(dict.fromkeys((*self.start_facts, *recur, *self.settled_by)))
 
     def duration_for(self, occurrence: int) -> Duration:
-        """The span of the ``occurrence``-th deadline (1-based) of this rule."""
+        """The span of the ``occurrence``-th deadline (1-based) of this rule.
+
+        For ``earliest_of`` rules the first occurrence's span depends on the governing candidate
+        (see :meth:`span`); this returns the first candidate's.
+        """
         if occurrence <= 1 or not self.recur_durations:
             return self.duration
         index = min(occurrence - 2, len(self.recur_durations) - 1)
         return self.recur_durations[index]
+
+    def span(self, occurrence: int, candidate: int | None = None) -> Duration:
+        """The span of an occurrence; for ``earliest_of``, that of the governing candidate."""
+        if occurrence <= 1 and candidate is not None and self.candidates:
+            return self.candidates[candidate].duration
+        return self.duration_for(occurrence)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,8 +398,8 @@ class Pathway:
         return tuple(r for r in self.deadlines if r.stage == stage_id)
 
     def clock_rules(self) -> tuple[DeadlineRule, ...]:
-        """The statutory clocks, anchored on date facts."""
-        return tuple(r for r in self.deadlines if r.anchor_fact is not None)
+        """The rules that run on date facts (statutory clocks and windows), not on stages."""
+        return tuple(r for r in self.deadlines if r.stage is None)
 
     def roles_for(self, action: str) -> frozenset[str]:
         """Roles allowed to do a non-transition ``action`` (see ``PERMISSION_ACTIONS``)."""
