@@ -718,10 +718,16 @@ def case_pause(
     actor_id: str,
     roles: tuple[str, ...],
 ) -> None:
-    """Stop a case's clock: its open deadlines stand still until it is resumed."""
+    """Stop a case's clock: its stage deadlines stand still until it is resumed.
+
+    The law's clocks (care proceedings, looked-after reviews, a CSO's lapse) run on.
+    """
     engine = _runtime(ctx).engine()
     paused = engine.pause(reference, actor=_actor(actor_id, roles), reason=reason, at=at)
-    click.echo(f"{reference}: paused in stage {paused.stage}; its deadlines stand still")
+    click.echo(
+        f"{reference}: paused in stage {paused.stage}; its stage deadlines stand still "
+        "(statutory clocks run on)"
+    )
 
 
 @case.command(
@@ -741,7 +747,7 @@ def case_resume(
     actor_id: str,
     roles: tuple[str, ...],
 ) -> None:
-    """Restart a paused case's clock; its open deadlines move later by the paused time.
+    """Restart a paused case's clock; its stage deadlines move later by the paused time.
 
     Prints the open deadlines' new due dates.
     """
@@ -756,13 +762,20 @@ def case_resume(
 @case.command(
     "extend",
     epilog=_examples(
-        "nim-workflow case extend LDN-2026-0001 care_proceedings \\",
+        "nim-workflow case extend LDN-2026-0001 care_proceedings --by '6 weeks' \\",
         "    --reason 'court order 2026-07-01' --actor co-009 --role court_officer",
     ),
 )
 @click.argument("reference")
 @click.argument("deadline")
 @click.option("--reason", required=True, help="Why, e.g. the court's decision to extend.")
+@click.option(
+    "--by",
+    default=None,
+    metavar="DURATION",
+    help="What was granted, e.g. '6 weeks' or '10 working_days'; at most the rule's step. "
+    "Default: the full step.",
+)
 @_at_option(_AT_ACTION)
 @_actor_options
 @click.pass_context
@@ -771,17 +784,19 @@ def case_extend(
     reference: str,
     deadline: str,
     reason: str,
+    by: str | None,
     at: dt.datetime | None,
     actor_id: str,
     roles: tuple[str, ...],
 ) -> None:
-    """Extend one open deadline by its rule's step, as often as the rule allows.
+    """Extend one open deadline by what was granted, up to its rule's step.
 
-    Exits 1 if the rule allows no (further) extension or the actor lacks the role.
+    Exits 1 if the rule allows no (further) extension or the actor lacks the role, 2 if
+    ``--by`` is longer than the step or not a duration.
     """
     engine = _runtime(ctx).engine()
     extended = engine.extend_deadline(
-        reference, deadline, actor=_actor(actor_id, roles), reason=reason, at=at
+        reference, deadline, actor=_actor(actor_id, roles), reason=reason, at=at, by=by
     )
     click.echo(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "

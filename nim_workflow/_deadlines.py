@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from nim_workflow._calendar import WorkingCalendar
+from nim_workflow._errors import InvalidInput
 from nim_workflow._pathway._model import DeadlineRule, Duration, Pathway
 from nim_workflow._store._schema import alarms, deadlines
 from nim_workflow._values import Adjustment, Deadline, Explanation
@@ -47,10 +48,21 @@ def open_deadline(
     start_on: dt.date,
     at: dt.datetime,
     duration: Duration | None = None,
+    due_on: dt.date | None = None,
+    basis: Mapping[str, Any] | None = None,
 ) -> int:
-    """Open one deadline of ``rule`` whose clock started on ``start_on``; return its id."""
+    """Open one deadline of ``rule`` whose clock started on ``start_on``; return its id.
+
+    The due date is ``duration`` (default: the rule's span for ``occurrence``) counted from
+    ``start_on`` as the rule counts, unless the caller worked it out already (``due_on``: an
+    earliest_of or cumulative clock). A window also opens on its own first day.
+    """
     span = duration or rule.duration_for(occurrence)
-    due_on = clock.calendar.add(start_on, span)
+    if due_on is None:
+        due_on = clock.calendar.add(start_on, span, rule.counting)
+    opens_on = (
+        clock.calendar.add(start_on, rule.opens, rule.counting) if rule.opens is not None else None
+    )
     result = conn.execute(
         deadlines.insert().values(
             reference=clock.reference,
@@ -67,12 +79,16 @@ def open_deadline(
             settled_at=None,
             extensions=0,
             adjustments=[],
+            opens_on=opens_on,
+            basis=dict(basis) if basis is not None else None,
         )
     )
     key = result.inserted_primary_key
     assert key is not None
     deadline_id = int(key[0])
-    schedule_alarms(conn, clock, rule, deadline_id, start_on=start_on, due_on=due_on, now=at)
+    schedule_alarms(
+        conn, clock, rule, deadline_id, start_on=start_on, due_on=due_on, now=at, opens_on=opens_on
+    )
     return deadline_id
 
 
@@ -175,57 +191,121 @@ def close_open(
     return _settle(conn, clock, rows, at, trigger=trigger, closing=True)
 
 
-# -- statutory clocks ------------------------------------------------------------------------------
+# -- statutory clocks and windows ----------------------------------------------------------------
+
+
+def _latest_row(conn: Connection, reference: str, rule: DeadlineRule) -> Any | None:
+    """The newest deadline of ``rule`` on the case, whatever its status."""
+    return conn.execute(
+        sa.select(deadlines)
+        .where(deadlines.c.reference == reference, deadlines.c.rule == rule.name)
+        .order_by(deadlines.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _settle_row(conn: Connection, row: Any, status: str, at: dt.datetime) -> None:
+    conn.execute(
+        deadlines.update().where(deadlines.c.id == row.id).values(status=status, settled_at=at)
+    )
+    _close_alarms(conn, [row.id])
+
+
+def window_refusal(
+    conn: Connection, clock: CaseClock, changed: Mapping[str, Any]
+) -> tuple[str, str, dt.date, dt.date] | None:
+    """``(rule, fact, day, opens_on)`` if ``changed`` would meet an open window before it opens.
+
+    Checked before anything is written, so the refusal can be audited on its own.
+    """
+    for rule in clock.pathway.clock_rules():
+        if rule.opens is None:
+            continue
+        for fact in rule.settled_by:
+            day = changed.get(fact)
+            if not isinstance(day, dt.date):
+                continue
+            row = _latest_row(conn, clock.reference, rule)
+            if row is not None and row.status == "open" and day < row.opens_on:
+                return rule.name, fact, day, row.opens_on
+    return None
 
 
 def record_clock_facts(
     conn: Connection,
     clock: CaseClock,
-    changed: Mapping[str, Any],
+    changed: Mapping[str, dt.date],
     at: dt.datetime,
+    facts: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Start or move on the statutory clocks whose date facts were just recorded.
+    """Start, move on or settle the clocks and windows whose date facts were just recorded.
 
-    Recording a clock's anchor or its recurring fact with date ``d`` settles the open occurrence
-    (``met`` if ``d`` is on or before its due date, else ``missed``) and opens the next one from
-    ``d``, the date actually recorded, not the date that was due. A date earlier than the open
-    occurrence's own start is a correction: that occurrence is cancelled and started again.
+    ``changed`` holds the date facts recorded now; ``facts`` every fact the case holds after
+    them (an earliest_of clock weighs anchors recorded earlier). For each rule, in file order:
+
+    * its anchor starts occurrence 1 (recorded again: a correction of a recurring clock, a
+      new order for a clock that does not recur, nothing at all for a ``from_first`` clock);
+    * its recurring fact settles the open occurrence (``met`` on or before the due date, else
+      ``missed``) and opens the next from the date actually recorded, not the date that was due;
+    * a ``settled_by`` fact settles the open occurrence and starts nothing;
+    * an earliest_of clock is worked out again from every candidate recorded, and a cumulative
+      clock from its periods in the condition.
     """
+    all_facts = {**(facts or {}), **changed}
     moves: list[dict[str, Any]] = []
     for rule in clock.pathway.clock_rules():
-        for fact in (rule.anchor_fact, rule.recur_fact):
-            if fact is None or fact not in changed:
-                continue
-            day = changed[fact]
-            assert isinstance(day, dt.date)
-            moves.append(_move_clock(conn, clock, rule, fact, day, at))
+        touched = sorted(
+            (fact for fact in rule.facts if fact in changed),
+            key=lambda fact: (changed[fact], rule.facts.index(fact)),
+        )
+        if not touched:
+            continue
+        if rule.cumulative is not None:
+            moves.extend(_move_cumulative(conn, clock, rule, touched, changed, all_facts, at))
+            continue
+        starts = [fact for fact in touched if fact in rule.start_facts]
+        if rule.candidates and starts:
+            move = _move_earliest(conn, clock, rule, all_facts, at)
+            if move is not None:
+                moves.append(move)
+        for fact in touched:
+            if fact == rule.anchor_fact or fact == rule.recur_fact:
+                moves.append(_move_clock(conn, clock, rule, fact, changed[fact], at))
+            elif fact in rule.settled_by:
+                move = _settle_by_fact(conn, clock, rule, fact, changed[fact], at)
+                if move is not None:
+                    moves.append(move)
     return moves
+
+
+def _settle_by_fact(
+    conn: Connection, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
+) -> dict[str, Any] | None:
+    row = _latest_row(conn, clock.reference, rule)
+    if row is None or row.status != "open":
+        return None
+    status = "met" if day <= row.due_on else "missed"
+    _settle_row(conn, row, status, at)
+    return {"rule": rule.name, "fact": fact, "settled": status, "occurrence": row.occurrence}
 
 
 def _move_clock(
     conn: Connection, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
 ) -> dict[str, Any]:
-    rows = conn.execute(
-        sa.select(
-            deadlines.c.id,
-            deadlines.c.occurrence,
-            deadlines.c.start_on,
-            deadlines.c.due_on,
-            deadlines.c.status,
-        )
-        .where(deadlines.c.reference == clock.reference, deadlines.c.rule == rule.name)
-        .order_by(deadlines.c.id.desc())
-        .limit(1)
-    ).all()
+    latest = _latest_row(conn, clock.reference, rule)
     is_anchor = fact == rule.anchor_fact
-    latest = rows[0] if rows else None
+    unmoved = {"rule": rule.name, "fact": fact, "started": None}
     if latest is None and not is_anchor:
-        # A review recorded before the clock's anchor: nothing is running to move on.
-        return {"rule": rule.name, "fact": fact, "started": None}
+        # A review recorded before the clock's anchor (or any earliest_of candidate): nothing
+        # is running to move on.
+        return unmoved
+    if is_anchor and latest is not None and rule.from_first:
+        # Counted from the first order (s.96(4)): later ones leave it where it is.
+        return unmoved
     if is_anchor and rule.recur_fact is not None and latest is not None and latest.occurrence > 1:
         # Reviews have already moved the clock on from its anchor; correcting the anchor
         # now changes nothing that is still running.
-        return {"rule": rule.name, "fact": fact, "started": None}
+        return unmoved
     occurrence = 1
     settled = None
     # The anchor of a recurring clock recorded again is a correction of where the clock
@@ -238,12 +318,7 @@ def _move_clock(
         else:
             settled = "met" if day <= latest.due_on else "missed"
             occurrence = latest.occurrence + 1
-        conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == latest.id)
-            .values(status=settled, settled_at=at)
-        )
-        _close_alarms(conn, [latest.id])
+        _settle_row(conn, latest, settled, at)
     elif latest is not None:
         occurrence = 1 if restart else latest.occurrence + 1
     span = rule.duration if is_anchor else rule.duration_for(max(occurrence, 2))
@@ -255,6 +330,261 @@ def _move_clock(
         "occurrence": occurrence,
         "previous": settled,
     }
+
+
+def governing_candidate(
+    clock: CaseClock, rule: DeadlineRule, facts: Mapping[str, Any]
+) -> tuple[int, dt.date, dt.date] | None:
+    """``(candidate index, anchor date, due date)`` of the earliest applicable candidate.
+
+    A candidate applies when its anchor is recorded and, if it has ``when_preceded_by``, that
+    fact is recorded and falls before the anchor. Ties go to the candidate listed first.
+    """
+    best: tuple[int, dt.date, dt.date] | None = None
+    for index, candidate in enumerate(rule.candidates):
+        anchor = facts.get(candidate.anchor)
+        if not isinstance(anchor, dt.date):
+            continue
+        if candidate.when_preceded_by is not None:
+            before = facts.get(candidate.when_preceded_by)
+            if not isinstance(before, dt.date) or not before < anchor:
+                continue
+        due = clock.calendar.add(anchor, candidate.duration, rule.counting)
+        if best is None or due < best[2]:
+            best = (index, anchor, due)
+    return best
+
+
+def _move_earliest(
+    conn: Connection,
+    clock: CaseClock,
+    rule: DeadlineRule,
+    facts: Mapping[str, Any],
+    at: dt.datetime,
+) -> dict[str, Any] | None:
+    """Work an earliest_of clock's first occurrence out again after one of its anchors changed."""
+    latest = _latest_row(conn, clock.reference, rule)
+    if latest is not None and (latest.occurrence > 1 or latest.status != "open"):
+        # Its hearings have moved it on (or it is settled): the anchors no longer rule it.
+        return None
+    governing = governing_candidate(clock, rule, facts)
+    if governing is None:
+        return None
+    index, anchor_on, due_on = governing
+    candidate = rule.candidates[index]
+    basis = {"candidate": index, "anchor": candidate.anchor}
+    if latest is None:
+        open_deadline(
+            conn,
+            clock,
+            rule,
+            occurrence=1,
+            start_on=anchor_on,
+            at=at,
+            duration=candidate.duration,
+            due_on=due_on,
+            basis=basis,
+        )
+        return {
+            "rule": rule.name,
+            "fact": candidate.anchor,
+            "started": anchor_on.isoformat(),
+            "occurrence": 1,
+            "due_on": due_on.isoformat(),
+        }
+    if latest.due_on == due_on and latest.basis == basis and latest.start_on == anchor_on:
+        return None
+    conn.execute(
+        deadlines.update()
+        .where(deadlines.c.id == latest.id)
+        .values(
+            start_on=anchor_on,
+            base_due_on=due_on,
+            due_on=due_on,
+            due_at=clock.calendar.end_of(due_on),
+            basis=basis,
+        )
+    )
+    schedule_alarms(conn, clock, rule, latest.id, start_on=anchor_on, due_on=due_on, now=at)
+    return {
+        "rule": rule.name,
+        "fact": candidate.anchor,
+        "governing": candidate.anchor,
+        "from": latest.due_on.isoformat(),
+        "to": due_on.isoformat(),
+    }
+
+
+# -- cumulative clocks -----------------------------------------------------------------------------
+
+Period = tuple[dt.date, dt.date | None]
+
+
+def condition_start(
+    clock: CaseClock, rule: DeadlineRule, facts: Mapping[str, Any]
+) -> dt.date | None:
+    """The first day a cumulative clock's condition holds: the earliest recorded ``starts``."""
+    assert rule.cumulative is not None
+    days = [
+        clock.calendar.add(facts[start.anchor], start.plus) if start.plus else facts[start.anchor]
+        for start in rule.cumulative.starts
+        if isinstance(facts.get(start.anchor), dt.date)
+    ]
+    return min(days) if days else None
+
+
+def cumulative_due(clock: CaseClock, rule: DeadlineRule, periods: Sequence[Period]) -> dt.date:
+    """The first day ``D`` whose rolling period ``[D - within, D)`` holds enough days in it.
+
+    The last period runs on (the case is in the condition now). The threshold is ``reaches`` in
+    days as it falls from the first day in the condition, so an unbroken stay from ``s`` is due
+    on ``s + reaches`` exactly. The search jumps ahead by the days still missing, since each day
+    adds at most one: a handful of steps, and only when a period starts or ends.
+    """
+    assert rule.cumulative is not None
+    assert periods
+    assert periods[-1][1] is None
+    first = periods[0][0]
+    threshold = (clock.calendar.add(first, rule.cumulative.reaches) - first).days
+
+    day = periods[-1][0]
+    while True:
+        window_start = clock.calendar.subtract(day, rule.cumulative.within)
+        counted = sum(
+            max(0, (min(end or day, day) - max(start, window_start)).days) for start, end in periods
+        )
+        if counted >= threshold:
+            # Already reached on the day a new period begins (the days counted before reach
+            # the threshold within the rolling period): due that very day.
+            return day
+        # Each day adds at most one day in the condition, so none before this can reach it.
+        day += dt.timedelta(days=threshold - counted)
+
+
+def _periods(row: Any | None) -> list[Period]:
+    if row is None or not row.basis:
+        return []
+    return [
+        (dt.date.fromisoformat(start), dt.date.fromisoformat(end) if end else None)
+        for start, end in row.basis.get("periods", ())
+    ]
+
+
+def _periods_json(periods: Sequence[Period]) -> dict[str, Any]:
+    return {
+        "periods": [[start.isoformat(), end.isoformat() if end else None] for start, end in periods]
+    }
+
+
+def _move_cumulative(
+    conn: Connection,
+    clock: CaseClock,
+    rule: DeadlineRule,
+    touched: Sequence[str],
+    changed: Mapping[str, dt.date],
+    facts: Mapping[str, Any],
+    at: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Follow a cumulative clock's condition: it starts, ends and starts again.
+
+    Its periods live in the basis of its newest deadline row. While the case is out of the
+    condition no deadline is open; each return opens the next occurrence, due where the days
+    counted so far and the days to come reach the threshold.
+    """
+    cumulative = rule.cumulative
+    assert cumulative is not None
+    moves: list[dict[str, Any]] = []
+    for fact in touched:
+        latest = _latest_row(conn, clock.reference, rule)
+        periods = _periods(latest)
+        day = changed[fact]
+        if fact in rule.settled_by:
+            move = _settle_by_fact(conn, clock, rule, fact, day, at)
+            if move is not None:
+                moves.append(move)
+            continue
+        if fact == cumulative.leaves or fact == cumulative.returns:
+            leaving = fact == cumulative.leaves
+            if not periods:
+                raise InvalidInput(
+                    f"{fact} {day.isoformat()}: clock {rule.name!r} has not started "
+                    "(its condition has no first day yet)",
+                    field=fact,
+                )
+            start, end = periods[-1]
+            if leaving and end is not None:
+                raise InvalidInput(
+                    f"{fact} {day.isoformat()}: the condition of {rule.name!r} already ended on "
+                    f"{end.isoformat()}; record {cumulative.returns} first",
+                    field=fact,
+                )
+            if not leaving and end is None:
+                raise InvalidInput(
+                    f"{fact} {day.isoformat()}: the condition of {rule.name!r} holds since "
+                    f"{start.isoformat()}; record {cumulative.leaves} first",
+                    field=fact,
+                )
+            last_day = end if end is not None else start
+            if day <= last_day:
+                raise InvalidInput(
+                    f"{fact} {day.isoformat()} is not after {last_day.isoformat()}, where the "
+                    f"condition of {rule.name!r} last changed",
+                    field=fact,
+                )
+            if leaving:
+                periods[-1] = (start, day)
+                assert latest is not None
+                if latest.status == "open":
+                    status = "missed" if day > latest.due_on else "cancelled"
+                    _settle_row(conn, latest, status, at)
+                conn.execute(
+                    deadlines.update()
+                    .where(deadlines.c.id == latest.id)
+                    .values(basis={**(latest.basis or {}), **_periods_json(periods)})
+                )
+                moves.append({"rule": rule.name, "fact": fact, "left": day.isoformat()})
+                continue
+            periods.append((day, None))
+            due_on = cumulative_due(clock, rule, periods)
+            open_deadline(
+                conn,
+                clock,
+                rule,
+                occurrence=(latest.occurrence + 1) if latest is not None else 1,
+                start_on=day,
+                at=at,
+                due_on=due_on,
+                basis=_periods_json(periods),
+            )
+            moves.append(
+                {"rule": rule.name, "fact": fact, "started": day.isoformat(), "due_on": str(due_on)}
+            )
+            continue
+        # One of the facts that say where the condition first began.
+        first = condition_start(clock, rule, facts)
+        if first is None or (periods and periods[0][0] == first):
+            continue
+        if len(periods) > 1 or (periods and periods[0][1] is not None):
+            # Periods have ended and begun since: the first day is history by now.
+            continue
+        if latest is not None and latest.status == "open":
+            _settle_row(conn, latest, "cancelled", at)
+        periods = [(first, None)]
+        due_on = cumulative_due(clock, rule, periods)
+        open_deadline(
+            conn,
+            clock,
+            rule,
+            occurrence=1,
+            start_on=first,
+            at=at,
+            due_on=due_on,
+            basis=_periods_json(periods),
+        )
+        moves.append(
+            {"rule": rule.name, "fact": fact, "started": first.isoformat(), "due_on": str(due_on)}
+        )
+    return moves
 
 
 # -- alarms ----------------------------------------------------------------------------------------
@@ -270,6 +600,8 @@ def effective_start(
     """
     unit = rule.duration_for(occurrence).unit
     day = start_on
+    if not rule.pausable:
+        return day
     for adjustment in adjustments or ():
         if adjustment.get("kind") == "pause":
             count = int(str(adjustment["shift"]).split()[0])
@@ -278,11 +610,18 @@ def effective_start(
 
 
 def _alarm_plan(
-    clock: CaseClock, rule: DeadlineRule, start_on: dt.date, due_on: dt.date
+    clock: CaseClock,
+    rule: DeadlineRule,
+    start_on: dt.date,
+    due_on: dt.date,
+    opens_on: dt.date | None = None,
 ) -> list[tuple[str, str, dt.datetime]]:
     cal = clock.calendar
     due_at = cal.end_of(due_on)
     plan: list[tuple[str, str, dt.datetime]] = []
+    if opens_on is not None:
+        # A window tells the team when it opens, as well as before it closes.
+        plan.append(("reminder", "window_opens", cal.start_of(opens_on)))
     for reminder in rule.reminders:
         days: list[dt.date] = []
         if reminder.before is not None:
@@ -316,6 +655,7 @@ def schedule_alarms(
     start_on: dt.date,
     due_on: dt.date,
     now: dt.datetime,
+    opens_on: dt.date | None = None,
 ) -> None:
     """(Re)write the pending alarms of one deadline for its current due date.
 
@@ -336,7 +676,7 @@ def schedule_alarms(
     }
     due_at = clock.calendar.end_of(due_on)
     rows = []
-    for kind, label, instant in _alarm_plan(clock, rule, start_on, due_on):
+    for kind, label, instant in _alarm_plan(clock, rule, start_on, due_on, opens_on):
         if (kind, label, instant) in fired:
             continue
         if kind == "reminder" and (instant < now or instant >= due_at):
@@ -381,7 +721,9 @@ def _adjust(
         )
     )
     start = effective_start(clock, rule, row.occurrence, row.start_on, adjustments)
-    schedule_alarms(conn, clock, rule, row.id, start_on=start, due_on=new_due, now=at)
+    schedule_alarms(
+        conn, clock, rule, row.id, start_on=start, due_on=new_due, now=at, opens_on=row.opens_on
+    )
 
 
 def shift_for_pause(
@@ -391,7 +733,11 @@ def shift_for_pause(
     resumed_on: dt.date,
     at: dt.datetime,
 ) -> list[dict[str, Any]]:
-    """Move every open deadline later by the paused time, in each rule's own unit."""
+    """Move every open pausable deadline later by the paused time, in each rule's own unit.
+
+    The law's clocks and research windows (``pausable: false``) run on: a pause of the team's
+    work never moves a court's or a panel's date (DOMAIN.md section 7).
+    """
     moved = []
     rows = conn.execute(
         sa.select(deadlines).where(
@@ -404,7 +750,9 @@ def shift_for_pause(
             # moving it would raise its breach a second time.
             continue
         rule = clock.pathway.rule(row.rule)
-        unit = rule.duration_for(row.occurrence).unit
+        if not rule.pausable:
+            continue
+        unit = row_span(rule, row).unit
         # A clock started during the pause stood still only from its own start.
         count = clock.calendar.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
         if count <= 0:
@@ -446,39 +794,77 @@ def extend(
     row: Any,
     rule: DeadlineRule,
     *,
+    by: Duration,
     at: dt.datetime,
     actor_id: str,
     reason: str,
 ) -> dt.date:
-    """Move one open deadline later by its rule's extension step; return the new due date."""
+    """Move one open deadline later by ``by`` (what was granted); return the new due date."""
     assert rule.extension is not None
-    new_due = clock.calendar.add(row.due_on, rule.extension.step)
+    new_due = clock.calendar.add(row.due_on, by)
+    limit = rule.extension.limit
+    of = f" of {limit}" if limit is not None else ""
     adjustment = {
         "kind": "extension",
         "at": at.isoformat(),
-        "shift": str(rule.extension.step),
+        "shift": str(by),
         "previous_due_on": row.due_on.isoformat(),
         "due_on": new_due.isoformat(),
-        "detail": (
-            f"extension {row.extensions + 1} of {rule.extension.limit} by {actor_id}: {reason}"
-        ),
+        "detail": f"extension {row.extensions + 1}{of} by {actor_id}: {reason}",
     }
     _adjust(conn, clock, row, rule, new_due, adjustment, at, extensions=row.extensions + 1)
     return new_due
 
 
+def longer_than(clock: CaseClock, due_on: dt.date, by: Duration, step: Duration) -> bool:
+    """Whether extending from ``due_on`` by ``by`` goes further than the rule's ``step`` would.
+
+    Compared on the calendar, from the date being extended, so "4 weeks" against a step of
+    "1 months" or "10 working_days" against "2 weeks" is decided by where each would land.
+    """
+    return clock.calendar.add(due_on, by) > clock.calendar.add(due_on, step)
+
+
 # -- reading ---------------------------------------------------------------------------------------
+
+
+def row_span(rule: DeadlineRule, row: Any) -> Duration:
+    """The span a stored deadline runs for: its occurrence's, or its governing candidate's."""
+    candidate = (row.basis or {}).get("candidate")
+    return rule.span(row.occurrence, candidate if isinstance(candidate, int) else None)
+
+
+def _anchor_text(rule: DeadlineRule, row: Any) -> str:
+    """What started the clock, in words, naming the candidate or periods that govern it."""
+    if rule.stage is not None:
+        return f"entered stage {rule.stage}"
+    basis = row.basis or {}
+    if rule.cumulative is not None:
+        periods = ", ".join(
+            f"{start} to {end}" if end else f"from {start}"
+            for start, end in basis.get("periods", ())
+        )
+        return (
+            f"days in the condition ({periods}) reaching {rule.cumulative.reaches} within "
+            f"{rule.cumulative.within} (occurrence {row.occurrence})"
+        )
+    if row.occurrence > 1 and rule.recur_fact:
+        return f"{rule.recur_fact} (occurrence {row.occurrence})"
+    if rule.candidates:
+        index = basis.get("candidate", 0)
+        candidate = rule.candidates[index]
+        return (
+            f"{candidate.anchor} + {candidate.duration}: the earliest of "
+            f"{len(rule.candidates)} candidates governs (occurrence {row.occurrence})"
+        )
+    return f"{rule.anchor_fact} (occurrence {row.occurrence})"
 
 
 def explanation(clock: CaseClock, row: Any) -> Explanation:
     """Rebuild why a stored deadline is due when it is."""
     rule = clock.pathway.rule(row.rule)
-    span = rule.duration_for(row.occurrence)
-    if rule.stage is not None:
-        anchor = f"entered stage {rule.stage}"
-    else:
-        fact = rule.recur_fact if row.occurrence > 1 and rule.recur_fact else rule.anchor_fact
-        anchor = f"{fact} (occurrence {row.occurrence})"
+    span = row_span(rule, row)
+    anchor = _anchor_text(rule, row)
     # Holidays and closures matter only to working-day rules; name every one between the start
     # and the due date as it stands now, so days a pause or extension pushed it over count too.
     skipped = (
@@ -500,7 +886,7 @@ def explanation(clock: CaseClock, row: Any) -> Explanation:
     return Explanation(
         start_on=row.start_on,
         anchor=anchor,
-        rule=f"{rule.name}: {span} ({clock.pathway.calendar} calendar)",
+        rule=_rule_text(clock, rule, span, row),
         base_due_on=row.base_due_on,
         skipped=skipped,
         adjustments=adjustments,
@@ -508,6 +894,15 @@ def explanation(clock: CaseClock, row: Any) -> Explanation:
         due_at=row.due_at,
         timezone=clock.pathway.timezone,
     )
+
+
+def _rule_text(clock: CaseClock, rule: DeadlineRule, span: Duration, row: Any) -> str:
+    counted = " beginning with the start" if rule.counting == "beginning_with" else ""
+    opens = f", window opens {row.opens_on.isoformat()}" if row.opens_on is not None else ""
+    paused = "" if rule.pausable else ", not moved by pauses"
+    if rule.cumulative is not None:
+        return f"{rule.name}: cumulative ({clock.pathway.calendar} calendar{paused})"
+    return f"{rule.name}: {span}{counted} ({clock.pathway.calendar} calendar{opens}{paused})"
 
 
 def to_deadline(clock: CaseClock, row: Any) -> Deadline:
@@ -525,5 +920,6 @@ def to_deadline(clock: CaseClock, row: Any) -> Deadline:
         occurrence=row.occurrence,
         start_on=row.start_on,
         site=row.site,
+        opens_on=row.opens_on,
         explanation=explanation(clock, row),
     )

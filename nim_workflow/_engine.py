@@ -39,6 +39,7 @@ from nim_workflow._errors import (
     ExtensionNotAllowed,
     InvalidInput,
     NimWorkflowError,
+    OutsideWindow,
     PermissionDenied,
     RequirementsNotMet,
     TransitionNotAllowed,
@@ -46,7 +47,7 @@ from nim_workflow._errors import (
 from nim_workflow._machine import PathwayMachine
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
-from nim_workflow._pathway._model import FactSpec, Pathway
+from nim_workflow._pathway._model import Duration, FactSpec, Pathway
 from nim_workflow._store import _migrate
 from nim_workflow._store._schema import (
     alarms,
@@ -559,7 +560,9 @@ class Engine:
             )
             clock = CaseClock(reference, site, definition, self._calendar(definition, site))
             opened = _deadlines.open_stage_deadlines(conn, clock, stage, when)
-            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(new_facts), when)
+            clocks = _deadlines.record_clock_facts(
+                conn, clock, _date_facts(new_facts), when, facts=new_facts
+            )
             self._audit(
                 unit,
                 reference=reference,
@@ -655,6 +658,7 @@ class Engine:
                 actor_id=actor.id,
             )
             changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
+            self._check_windows(unit, clock, row, actor, changed, when, "fire", trigger)
             closing = dest in pathway.final_stages
             conn.execute(
                 stage_intervals.update()
@@ -668,7 +672,9 @@ class Engine:
                     reference=reference, stage=dest, entered_at=when, entered_by=trigger
                 )
             )
-            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(changed), when)
+            clocks = _deadlines.record_clock_facts(
+                conn, clock, _date_facts(changed), when, facts=merged
+            )
             settled = _deadlines.settle_met_by(conn, clock, trigger, when)
             settled |= _deadlines.settle_stage_deadlines(
                 conn, clock, row.stage, when, closing=closing, trigger=trigger
@@ -766,8 +772,12 @@ class Engine:
             changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
             if not changed:
                 return self._load(conn, reference)
-            clocks = _deadlines.record_clock_facts(conn, clock, _date_facts(changed), when)
-            self._update_case(conn, row, facts=_facts_to_json({**stored, **changed}))
+            self._check_windows(unit, clock, row, actor, changed, when, "record", None)
+            merged = {**stored, **changed}
+            clocks = _deadlines.record_clock_facts(
+                conn, clock, _date_facts(changed), when, facts=merged
+            )
+            self._update_case(conn, row, facts=_facts_to_json(merged))
             self._audit(
                 unit,
                 reference=reference,
@@ -907,11 +917,18 @@ class Engine:
         reason: str,
         at: dt.datetime | None = None,
         *,
+        by: str | dt.timedelta | None = None,
         connection: Connection | None = None,
     ) -> Deadline:
-        """Extend one open deadline by its rule's step, within the rule's limit, with a reason."""
+        """Extend one open deadline by what was granted (``by``), with a reason.
+
+        ``by`` is a duration in the pathway files' syntax (``"4 weeks"``, ``"10 working_days"``)
+        or a ``timedelta`` of whole days, at most the rule's step; ``None`` grants the full step.
+        A rule with a ``limit`` allows that many extensions; one without allows any number.
+        """
         self._check_actor(actor)
         when = self._at(at)
+        granted = _granted(by)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
@@ -953,7 +970,15 @@ class Engine:
                 raise InvalidInput(
                     f"case {reference} has no open {name!r} deadline to extend", field="name"
                 )
-            if target.extensions >= rule.extension.limit:
+            step = rule.extension.step
+            if granted is not None and _deadlines.longer_than(clock, target.due_on, granted, step):
+                raise InvalidInput(
+                    f"by={granted} is longer than the most {name!r} may be extended at a time "
+                    f"({step})",
+                    field="by",
+                )
+            limit = rule.extension.limit
+            if limit is not None and target.extensions >= limit:
                 self._deny(
                     unit,
                     actor,
@@ -962,7 +987,7 @@ class Engine:
                         reference,
                         name,
                         f"already extended {target.extensions} time(s), the most its rule "
-                        f"allows ({rule.extension.limit} x {rule.extension.step})",
+                        f"allows ({limit} x {step})",
                     ),
                     at=when,
                     reference=reference,
@@ -982,7 +1007,14 @@ class Engine:
                 )
             self._check_not_before(row, when)
             new_due = _deadlines.extend(
-                conn, clock, target, rule, at=when, actor_id=actor.id, reason=reason
+                conn,
+                clock,
+                target,
+                rule,
+                by=granted or step,
+                at=when,
+                actor_id=actor.id,
+                reason=reason,
             )
             self._update_case(conn, row)
             self._audit(
@@ -1001,7 +1033,8 @@ class Engine:
                     "previous_due_on": target.due_on.isoformat(),
                     "due_on": new_due.isoformat(),
                     "extension": target.extensions + 1,
-                    "limit": rule.extension.limit,
+                    "by": str(granted or step),
+                    "limit": limit,
                 },
             )
             updated = conn.execute(sa.select(deadlines).where(deadlines.c.id == target.id)).one()
@@ -1333,6 +1366,33 @@ class Engine:
                 stage=row.stage,
             )
 
+    def _check_windows(
+        self,
+        unit: _Unit,
+        clock: CaseClock,
+        row: Any,
+        actor: Actor,
+        changed: Mapping[str, Any],
+        when: dt.datetime,
+        action: str,
+        trigger: str | None,
+    ) -> None:
+        """Refuse (audited) a window's fact dated before the window opens; nothing else written."""
+        early = _deadlines.window_refusal(unit.conn, clock, _date_facts(changed))
+        if early is None:
+            return
+        window, fact, day, opens_on = early
+        self._deny(
+            unit,
+            actor,
+            action,
+            OutsideWindow(row.reference, window, fact, day.isoformat(), opens_on.isoformat()),
+            at=when,
+            reference=row.reference,
+            trigger=trigger,
+            stage=row.stage,
+        )
+
     def _update_case(self, conn: Connection, row: Any, **values: Any) -> None:
         result = conn.execute(
             cases.update()
@@ -1538,6 +1598,29 @@ def _facts_from_json(pathway: Pathway, stored: Mapping[str, Any]) -> dict[str, A
         else:
             out[name] = value
     return out
+
+
+def _granted(by: object) -> Duration | None:
+    """``extend_deadline``'s ``by``: a pathway-style duration or a timedelta of whole days."""
+    if by is None:
+        return None
+    if isinstance(by, dt.timedelta):
+        if by % dt.timedelta(days=1):
+            raise InvalidInput(f"by={by} is not a whole number of days", field="by")
+        granted = Duration(amount=by.days, unit="days")
+    elif isinstance(by, str):
+        try:
+            granted = Duration.parse(by[:40])
+        except ValueError as exc:
+            raise InvalidInput(f"by: {exc}", field="by") from None
+    else:
+        raise InvalidInput(
+            f"by must be a duration such as '4 weeks' or a timedelta, not {type(by).__name__}",
+            field="by",
+        )
+    if granted.amount <= 0:
+        raise InvalidInput(f"by={granted} must be longer than zero", field="by")
+    return granted
 
 
 def _date_facts(facts: Mapping[str, Any]) -> dict[str, dt.date]:

@@ -13,7 +13,8 @@ caller may catch either (``except nw.CaseNotFound`` or ``except LookupError``)::
     │   ├── RequirementsNotMet               required facts or a reason are missing
     │   ├── PermissionDenied (PermissionError) the actor lacks every role the action needs
     │   ├── CasePaused                       the case's clock is stopped
-    │   └── ExtensionNotAllowed              the deadline's rule allows no (further) extension
+    │   ├── ExtensionNotAllowed              the deadline's rule allows no (further) extension
+    │   └── OutsideWindow                    a window's fact recorded before the window opens
     └── ConcurrentUpdate                     someone else changed the case first
 
 Each carries its context as attributes (``reference``, ``trigger``, ``roles``, ...), so hosts can
@@ -146,6 +147,20 @@ class ExtensionNotAllowed(ActionRefused):
         self.deadline = deadline
         self.why = why
         super().__init__(f"case {reference}: deadline {deadline!r} cannot be extended: {why}")
+
+
+class OutsideWindow(ActionRefused):
+    """A window's settling fact (a research visit held) is dated before the window opens."""
+
+    def __init__(self, reference: str, window: str, fact: str, day: str, opens_on: str) -> None:
+        self.reference = reference
+        self.window = window
+        self.fact = fact
+        self.day = day
+        self.opens_on = opens_on
+        super().__init__(
+            f"case {reference}: {fact} {day} is before window {window!r} opens on {opens_on}"
+        )
 
 
 class ConcurrentUpdate(NimWorkflowError):

@@ -161,10 +161,12 @@ class Deadline:
     status: DeadlineStatus
     settled_at: dt.datetime | None
     extensions: int
-    kind: Literal["stage", "clock"] = "stage"
+    kind: Literal["stage", "clock", "window"] = "stage"
     occurrence: int = 1
     start_on: dt.date | None = None
     site: str = ""
+    #: A window's first day (a research visit held before it is refused); ``None`` otherwise.
+    opens_on: dt.date | None = None
     explanation: Explanation | None = field(default=None, compare=False, repr=False)
 
     def explain(self) -> Explanation:

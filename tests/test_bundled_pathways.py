@@ -115,6 +115,7 @@ PERMISSIONS = {
     "record": {"social_worker", "clinician", "team_manager", "court_officer"},
     "pause": {"team_manager", "coordinator"},
     "resume": {"team_manager", "coordinator"},
+    "upgrade": {"coordinator"},
 }
 
 COMMON_FACTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -123,12 +124,35 @@ COMMON_FACTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "treatment_review_filed": ("bool", ()),
     "final_report_filed": ("bool", ()),
     "recommendation": ("enum", ("return_home", "permanence_away")),
-    "decision": ("enum", ("return_home", "adoption", "kinship_care", "long_term_foster_care")),
+}
+_DECISIONS = ("return_home", "adoption", "kinship_care", "long_term_foster_care")
+#: Each nation's own permanence decision beside the common ones (DOMAIN.md section 7).
+DECISIONS = {
+    "nim-uk-england": (*_DECISIONS, "special_guardianship"),
+    "nim-uk-scotland": (*_DECISIONS, "permanence_order"),
+    "nim-us-louisiana": (*_DECISIONS, "legal_guardianship"),
 }
 DATE_FACTS = {
     "nim-uk-england": ("proceedings_issued_on", "entered_care_on", "lac_review_held_on"),
-    "nim-uk-scotland": ("placed_on", "lac_review_held_on", "cso_made_on"),
-    "nim-us-louisiana": ("entered_care_on", "permanency_hearing_held_on"),
+    "nim-uk-scotland": (
+        "placed_on",
+        "lac_review_held_on",
+        "cso_made_on",
+        "cso_continued_on",
+        "cso_terminated_on",
+        "icso_made_on",
+    ),
+    "nim-us-louisiana": (
+        "entered_care_on",
+        "disposition_on",
+        "adjudicated_on",
+        "reunification_not_required_on",
+        "case_review_held_on",
+        "permanency_hearing_held_on",
+        "returned_home_on",
+        "reentered_care_on",
+        "tpr_petition_filed_on",
+    ),
 }
 
 # Stage deadlines: name -> stage, then per pathway the duration.
@@ -159,32 +183,62 @@ STAGE_DURATIONS = {
     },
 }
 # Statutory clocks: name -> (anchor fact, first duration, recurring fact, later durations).
-CLOCKS: dict[str, dict[str, tuple[str, str, str | None, tuple[str, ...]]]] = {
+#: Anchored clocks: (anchor, first span, counting, recurring fact, later spans, settled by).
+CLOCKS: dict[str, dict[str, tuple[str, str, str, str | None, tuple[str, ...], tuple[str, ...]]]] = {
     "nim-uk-england": {
-        "care_proceedings": ("proceedings_issued_on", "26 weeks", None, ()),
+        "care_proceedings": ("proceedings_issued_on", "26 weeks", "beginning_with", None, (), ()),
         "lac_review": (
             "entered_care_on",
             "20 working_days",
+            "after",
             "lac_review_held_on",
             ("3 months", "6 months"),
+            (),
         ),
     },
     "nim-uk-scotland": {
-        "lac_review": ("placed_on", "6 weeks", "lac_review_held_on", ("3 months", "6 months")),
-        "cso_review": ("cso_made_on", "12 months", None, ()),
-    },
-    "nim-us-louisiana": {
-        "permanency_hearing": (
-            "entered_care_on",
+        "lac_review": (
+            "placed_on",
+            "6 weeks",
+            "after",
+            "lac_review_held_on",
+            ("3 months", "6 months"),
+            (),
+        ),
+        "cso_review": (
+            "cso_made_on",
             "12 months",
-            "permanency_hearing_held_on",
+            "beginning_with",
+            "cso_continued_on",
             ("12 months",),
+            ("cso_terminated_on",),
+        ),
+        "interim_cso": ("icso_made_on", "22 days", "beginning_with", None, (), ("cso_made_on",)),
+        "icso_limit": ("icso_made_on", "66 days", "beginning_with", None, (), ("cso_made_on",)),
+    },
+    "nim-us-louisiana": {},
+}
+#: earliest_of clocks: their candidates (anchor, span, when preceded by) and recurrence.
+EARLIEST: dict[str, dict[str, tuple[tuple[tuple[str, str, str | None], ...], str, str]]] = {
+    "nim-us-louisiana": {
+        "case_review": (
+            (("disposition_on", "3 months", None), ("entered_care_on", "6 months", None)),
+            "case_review_held_on",
+            "6 months",
+        ),
+        "permanency_hearing": (
+            (
+                ("disposition_on", "9 months", "entered_care_on"),
+                ("entered_care_on", "12 months", None),
+                ("reunification_not_required_on", "30 days", None),
+            ),
+            "permanency_hearing_held_on",
+            "12 months",
         ),
     },
 }
-
 _DURATION_TEXT = re.compile(r"\b\d+\s+(?:working_days|days|weeks|months)\b")
-_SOURCE_COMMENT = re.compile(r"#.*(?:\bS([1-9]|1\d|2[0-6])\b|\bassumption:)")
+_SOURCE_COMMENT = re.compile(r"#.*(?:\bS([1-9]|[12]\d|3[0-2])\b|\bassumption:)")
 
 
 @pytest.fixture(params=PATHWAY_IDS)
@@ -201,10 +255,10 @@ def test_bundled_ids() -> None:
 
 @pytest.mark.parametrize("path", sorted(PATHWAYS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_file_loads_from_disk(path: Path) -> None:
-    """Every file under pathways/ loads, is named after its id, and is at version 1."""
+    """Every file under pathways/ loads, is named after its id, and is at version 2."""
     pathway = load_pathway(path)
     assert pathway.id == path.stem
-    assert pathway.version == 1
+    assert pathway.version == 2
     assert pathway.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -264,6 +318,7 @@ def test_roles_and_permissions(pathway: Pathway) -> None:
 def test_facts(pathway: Pathway) -> None:
     """The common facts and this pathway's date facts, and no others."""
     expected = dict(COMMON_FACTS)
+    expected["decision"] = ("enum", DECISIONS[pathway.id])
     expected.update(dict.fromkeys(DATE_FACTS[pathway.id], ("date", ())))
     actual = {name: (spec.type, spec.values) for name, spec in pathway.facts.items()}
     assert actual == expected
@@ -334,21 +389,78 @@ def test_stage_deadlines(pathway: Pathway) -> None:
 
 
 def test_statutory_clocks(pathway: Pathway) -> None:
-    """The statutory clocks with their anchors, durations and recurrences."""
+    """The anchored clocks with their anchors, spans, counting, recurrences and settling facts."""
     actual = {
         rule.name: (
             rule.anchor_fact,
             rule.duration,
+            rule.counting,
+            rule.recur_fact,
+            rule.recur_durations,
+            rule.settled_by,
+        )
+        for rule in pathway.clock_rules()
+        if rule.anchor_fact is not None
+    }
+    expected = {
+        name: (
+            anchor,
+            Duration.parse(first),
+            counting,
+            recur,
+            tuple(Duration.parse(d) for d in later),
+            settled,
+        )
+        for name, (anchor, first, counting, recur, later, settled) in CLOCKS[pathway.id].items()
+    }
+    assert actual == expected
+
+
+def test_earliest_of_clocks(pathway: Pathway) -> None:
+    """Louisiana's art. 692 and 702 clocks take the earliest of their candidates, then recur."""
+    actual = {
+        rule.name: (
+            tuple((c.anchor, c.duration, c.when_preceded_by) for c in rule.candidates),
             rule.recur_fact,
             rule.recur_durations,
         )
         for rule in pathway.clock_rules()
+        if rule.candidates
     }
     expected = {
-        name: (anchor, Duration.parse(first), recur, tuple(Duration.parse(d) for d in later))
-        for name, (anchor, first, recur, later) in CLOCKS[pathway.id].items()
+        name: (
+            tuple(
+                (anchor, Duration.parse(span), preceded) for anchor, span, preceded in candidates
+            ),
+            recur,
+            (Duration.parse(later),),
+        )
+        for name, (candidates, recur, later) in EARLIEST.get(pathway.id, {}).items()
     }
     assert actual == expected
+
+
+def test_law_clocks_never_pause_and_stage_deadlines_do(pathway: Pathway) -> None:
+    """Every statutory clock has pausable false; every stage deadline pausable true."""
+    for rule in pathway.deadlines:
+        assert rule.pausable is (rule.kind == "stage"), rule.name
+
+
+def test_asfa_counts_only_days_in_care() -> None:
+    """ASFA 15 of 22: care starts at the earlier of the finding and removal + 60 days."""
+    rule = bundled_pathways()["nim-us-louisiana"].rule("asfa_15_of_22")
+    cumulative = rule.cumulative
+    assert cumulative is not None
+    assert [(s.anchor, s.plus) for s in cumulative.starts] == [
+        ("adjudicated_on", None),
+        ("entered_care_on", Duration.parse("60 days")),
+    ]
+    assert (cumulative.leaves, cumulative.returns) == ("returned_home_on", "reentered_care_on")
+    assert (cumulative.reaches, cumulative.within) == (
+        Duration.parse("15 months"),
+        Duration.parse("22 months"),
+    )
+    assert rule.settled_by == ("tpr_petition_filed_on",)
 
 
 def test_escalation_and_extension_roles(pathway: Pathway) -> None:
@@ -358,9 +470,11 @@ def test_escalation_and_extension_roles(pathway: Pathway) -> None:
         assert rule.reminders, rule.name
         if rule.extension is None:
             continue
-        expected = {"court_officer"} if rule.name == "care_proceedings" else {"team_manager"}
+        by_court = rule.name in ("care_proceedings", "icso_limit")
+        expected = {"court_officer"} if by_court else {"team_manager"}
         assert set(rule.extension.roles) == expected, rule.name
-        assert rule.extension.limit >= 1
+        # The court's extensions have no cap in statute; the team's own are limited.
+        assert (rule.extension.limit is None) is by_court, rule.name
 
 
 def test_england_treatment_and_proceedings() -> None:
@@ -373,6 +487,7 @@ def test_england_treatment_and_proceedings() -> None:
     extension = england.rule("care_proceedings").extension
     assert extension is not None
     assert extension.step == Duration.parse("8 weeks")
+    assert extension.limit is None
 
 
 def test_scotland_treatment_extends_once_to_twelve_months() -> None:
@@ -385,7 +500,7 @@ def test_scotland_treatment_extends_once_to_twelve_months() -> None:
 
 @pytest.mark.parametrize("path", sorted(PATHWAYS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_duration_cites_its_source(path: Path) -> None:
-    """Each line with a duration carries a comment citing S1..S26 or saying 'assumption:'."""
+    """Each line with a duration carries a comment citing S1..S32 or saying 'assumption:'."""
     uncited = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         code = line.split("#", 1)[0]
@@ -400,7 +515,10 @@ def test_duration_check_sees_every_duration(pathway: Pathway) -> None:
     cited = sum(len(_DURATION_TEXT.findall(line.split("#", 1)[0])) for line in lines)
     in_model = 0
     for rule in pathway.deadlines:
-        in_model += 1 + len(rule.recur_durations)
+        in_model += len(rule.candidates) or 1
+        in_model += len(rule.recur_durations)
+        if rule.cumulative is not None:
+            in_model += 1 + sum(start.plus is not None for start in rule.cumulative.starts)
         in_model += sum(1 for r in rule.reminders if r.before is not None or r.every is not None)
         in_model += rule.extension is not None
     assert cited == in_model

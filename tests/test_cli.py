@@ -209,7 +209,7 @@ def test_pathway_validate_accepts_the_bundled_files() -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == len(BUNDLED)
-    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v1" in lines
+    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v2" in lines
 
 
 def test_pathway_validate_names_file_line_and_field() -> None:
@@ -281,7 +281,7 @@ def test_case_open_reports_the_stage_and_stores_typed_facts(run: Run, db: str) -
     """`case open` opens the case in the first stage with its facts converted to their types."""
     result = _open(run)
     assert result.stdout == (
-        "opened LDN-1 on nim-uk-england v1 at london: stage referral (version 1)\n"
+        "opened LDN-1 on nim-uk-england v2 at london: stage referral (version 1)\n"
     )
     opened = _case(db)
     assert opened.facts == {"consent_recorded": True}
@@ -460,7 +460,10 @@ def test_pause_and_resume_move_the_deadlines(run: Run) -> None:
         "case", "pause", "LDN-1", "--reason", "child in hospital", "--at", "2026-01-06",
         *COORDINATOR,
     )  # fmt: skip
-    assert paused.stdout == "LDN-1: paused in stage referral; its deadlines stand still\n"
+    assert paused.stdout == (
+        "LDN-1: paused in stage referral; its stage deadlines stand still "
+        "(statutory clocks run on)\n"
+    )
     refused = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-07", *TM, code=1)
     assert refused.stderr == f"error: {nw.CasePaused('LDN-1', 'accept_referral')}\n"
     resumed = run("case", "resume", "LDN-1", "--at", "2026-01-08", *COORDINATOR)
@@ -508,7 +511,7 @@ def test_case_show_prints_timeline_deadlines_pauses_and_audit(run: Run) -> None:
     run("case", "record", "LDN-1", "entered_care_on=2026-01-10", "--at", "2026-01-12", *SW)
     run("case", "pause", "LDN-1", "--reason", "hospital", "--at", "2026-01-13", *COORDINATOR)
     out = run("case", "show", "LDN-1", "--at", "2026-02-02").stdout
-    assert out.startswith("LDN-1  nim-uk-england v1  site london (Europe/London)\n")
+    assert out.startswith("LDN-1  nim-uk-england v2  site london (Europe/London)\n")
     assert "stage: assessment since 2026-01-08 12:00 GMT (version 4)" in out
     assert "paused since 2026-01-13 12:00 GMT" in out
     assert "referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out

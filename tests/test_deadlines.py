@@ -74,8 +74,9 @@ REFERRALS = [
     # Wed 2027-03-24. London: Thu 25 (1); Good Friday 26, Easter Monday 29; 30, 31, 1, 2 (5);
     # 5..9 Apr (10).
     ("LDN-0324", ENGLAND, utc(2027, 3, 24, 10), date(2027, 4, 9)),
-    # Glasgow has Good Friday but no Easter Monday: 25 (1); 29, 30, 31, 1, 2 (6); 5..8 (10).
-    ("GLA-0324", SCOTLAND, utc(2027, 3, 24, 10), date(2027, 4, 8)),
+    # Scotland's bank holidays have Good Friday but no Easter Monday; Glasgow's council closes on
+    # Easter Monday all the same (pathways/closures/glasgow.yaml): as London -> 9 April.
+    ("GLA-0324", SCOTLAND, utc(2027, 3, 24, 10), date(2027, 4, 9)),
     # Wed 2027-07-28. London: 29, 30 (2); 2..6 Aug (7); 9, 10, 11 (10). (Its summer bank holiday
     # is the last Monday, 30 August.)
     ("LDN-0728", ENGLAND, utc(2027, 7, 28, 10), date(2027, 8, 11)),
@@ -252,7 +253,7 @@ def test_closing_cancels_open_stage_deadlines_and_keeps_missed_ones(engine: nw.E
 
 
 def test_care_proceedings_runs_26_weeks_from_issue(engine: nw.Engine) -> None:
-    """care_proceedings starts when proceedings_issued_on is recorded: 26 weeks from that date."""
+    """care_proceedings: 26 weeks beginning with proceedings_issued_on (the issue day is day 1)."""
     open_case(engine, "LDN-CP", ENGLAND, utc(2027, 1, 25, 10))
     assert [d.name for d in engine.deadlines("LDN-CP")] == ["referral_decision"]
     engine.record(
@@ -261,16 +262,17 @@ def test_care_proceedings_runs_26_weeks_from_issue(engine: nw.Engine) -> None:
         actor=COURT_OFFICER,
         at=utc(2027, 2, 3, 9),
     )
-    # 26 weeks = 182 days from Mon 1 Feb 2027: 27 (28 Feb) + 31 + 30 + 31 + 30 + 31 (31 Jul) = 180,
-    # + 2 = Mon 2 August 2027; BST, so it ends at 23:00 UTC that day.
+    # 26 weeks = 182 days with Mon 1 Feb 2027 as day 1: the last day is 1 Feb + 181 days:
+    # 27 (28 Feb) + 31 + 30 + 31 + 30 + 31 (31 Jul) = 180, + 1 = Sun 1 August 2027; BST, so it
+    # ends at 23:00 UTC that day.
     clock = deadline(engine, "LDN-CP", "care_proceedings")
     assert (clock.kind, clock.stage, clock.occurrence) == ("clock", None, 1)
     assert (clock.start_on, clock.due_on, clock.status) == (
         date(2027, 2, 1),
-        date(2027, 8, 2),
+        date(2027, 8, 1),
         "open",
     )
-    assert clock.due_at == utc(2027, 8, 2, 23)
+    assert clock.due_at == utc(2027, 8, 1, 23)
 
 
 def test_england_lac_review_recurs_from_the_date_each_review_was_held(engine: nw.Engine) -> None:
@@ -363,17 +365,18 @@ def test_scotland_lac_review_and_cso_review(engine: nw.Engine) -> None:
     assert deadline(engine, "GLA-LAC", "lac_review", 2).status == "missed"
     assert deadline(engine, "GLA-LAC", "lac_review", 3).due_on == date(2027, 9, 30)
 
-    # cso_review runs 12 months from cso_made_on.
+    # cso_review: the order lapses one year after it was made, so its review is due the day
+    # before the anniversary (12 months beginning with cso_made_on).
     open_case(engine, "GLA-CSO", SCOTLAND, utc(2026, 6, 29, 9))
     engine.record(
         "GLA-CSO", {"cso_made_on": date(2026, 6, 30)}, actor=COURT_OFFICER, at=utc(2026, 7, 1, 9)
     )
     cso = deadline(engine, "GLA-CSO", "cso_review")
-    # 30 June 2026 + 12 months = 30 June 2027, ending at 23:00 UTC (BST).
+    # 30 June 2026 + 12 months = 30 June 2027, less a day: 29 June 2027, ending 23:00 UTC (BST).
     assert (cso.start_on, cso.due_on, cso.due_at) == (
         date(2026, 6, 30),
-        date(2027, 6, 30),
-        utc(2027, 6, 30, 23),
+        date(2027, 6, 29),
+        utc(2027, 6, 29, 23),
     )
 
 
@@ -458,10 +461,10 @@ def test_closing_after_a_clock_fell_due_records_it_missed(engine: nw.Engine) -> 
 
 def test_the_courts_decision_on_time_meets_the_care_proceedings_clock(engine: nw.Engine) -> None:
     """record_decision by the 26-week date meets care_proceedings; after it, it is missed."""
-    # Issued Mon 1 Feb 2027: 26 weeks on is Mon 2 Aug 2027.
+    # Issued Mon 1 Feb 2027: 26 weeks beginning with it end on Sun 1 Aug 2027.
     for reference, decided in (
         ("LDN-ONTIME", utc(2027, 7, 30, 9)),
-        ("LDN-LATE", utc(2027, 8, 3, 9)),
+        ("LDN-LATE", utc(2027, 8, 2, 9)),
     ):
         case_in_stage(
             engine,
@@ -471,7 +474,7 @@ def test_the_courts_decision_on_time_meets_the_care_proceedings_clock(engine: nw
             utc(2027, 2, 1, 9),
             facts={"proceedings_issued_on": date(2027, 2, 1)},
         )
-        assert deadline(engine, reference, "care_proceedings").due_on == date(2027, 8, 2)
+        assert deadline(engine, reference, "care_proceedings").due_on == date(2027, 8, 1)
         engine.fire(
             reference,
             "record_decision",
@@ -518,10 +521,10 @@ def test_re_recording_the_anchor_date_restarts_the_first_clock(engine: nw.Engine
     why = restarted.explain()
     assert "entered_care_on" in why.anchor
     assert "20 working" in why.rule
-    # Still a working-day rule over a pause: paused 25..29 March, of which one working day (25).
+    # The review duty is the law's (reg 33): a pause of the team's work does not move it.
     engine.pause("LDN-FIX", actor=TEAM_MANAGER, reason="x", at=utc(2027, 3, 25, 10))
     engine.resume("LDN-FIX", actor=TEAM_MANAGER, at=utc(2027, 3, 30, 10))
-    assert deadline(engine, "LDN-FIX", "lac_review").due_on == date(2027, 4, 26)
+    assert deadline(engine, "LDN-FIX", "lac_review").due_on == date(2027, 4, 23)
     # And the review held after it is the first: the next is due 3 months on, not 6.
     engine.record(
         "LDN-FIX",
@@ -549,39 +552,40 @@ def _christmas_case(engine: nw.Engine, reference: str) -> None:
 # From Mon 21 December 2026 (see REFERRALS for the holidays):
 #   referral_decision, 10 working days: 22, 23, 24 (3); 29, 30, 31 (6); 4..7 Jan (10) -> 7 Jan.
 #   lac_review, 20 working days: ... 8 (11); 11..15 (16); 18..21 (20) -> 21 January 2027.
-#   care_proceedings, 26 weeks = 182 days: 10 (31 Dec) + 31 + 28 + 31 + 30 + 31 = 161, + 21
-#   -> Mon 21 June 2027.
+#   care_proceedings, 26 weeks beginning with the issue day, so issue + 181 days: 10 (31 Dec)
+#   + 31 + 28 + 31 + 30 + 31 = 161, + 20 -> Sun 20 June 2027.
 CHRISTMAS_DUE = {
     "referral_decision": date(2027, 1, 7),
     "lac_review": date(2027, 1, 21),
-    "care_proceedings": date(2027, 6, 21),
+    "care_proceedings": date(2027, 6, 20),
 }
 
 
-def test_pause_over_christmas_moves_calendar_rules_by_dates_and_working_day_rules_by_working_days(
+def test_pause_over_christmas_moves_stage_deadlines_and_never_the_laws_clocks(
     engine: nw.Engine,
 ) -> None:
-    """Paused Thu 24 Dec, resumed Tue 29 Dec: 5 paused dates, of which 1 working day."""
+    """Paused Thu 24 Dec, resumed Tue 29 Dec: the stage deadline moves, the statutory clocks not."""
     _christmas_case(engine, "LDN-P")
     assert {d.name: d.due_on for d in engine.deadlines("LDN-P")} == CHRISTMAS_DUE
     engine.pause("LDN-P", actor=COORDINATOR, reason="child in hospital", at=utc(2026, 12, 24, 10))
     assert engine.case("LDN-P").paused
     engine.resume("LDN-P", actor=COORDINATOR, at=utc(2026, 12, 29, 9))
     # Paused dates 24, 25, 26, 27, 28 December: 5 dates; the working days among them are only
-    # Thu 24 (25 Christmas, 26-27 weekend, 28 Boxing Day substitute).
+    # Thu 24 (25 Christmas, 26-27 weekend, 28 Boxing Day substitute). The court's 26 weeks and
+    # the looked-after review run on (s.32, reg 33): no pause of the team's work moves them.
     assert {d.name: d.due_on for d in engine.deadlines("LDN-P")} == {
         "referral_decision": date(2027, 1, 8),  # 7 January + 1 working day (Fri 8)
-        "lac_review": date(2027, 1, 22),  # 21 January + 1 working day (Fri 22)
-        "care_proceedings": date(2027, 6, 26),  # 21 June + 5 days
+        "lac_review": date(2027, 1, 21),
+        "care_proceedings": date(2027, 6, 20),
     }
     shifts = {
         d.name: [(a.kind, a.shift, a.previous_due_on, a.due_on) for a in d.explain().adjustments]
         for d in engine.deadlines("LDN-P")
     }
-    assert shifts["care_proceedings"] == [("pause", "5 days", date(2027, 6, 21), date(2027, 6, 26))]
+    assert shifts["care_proceedings"] == shifts["lac_review"] == []
     assert shifts["referral_decision"][0][0] == "pause"
     assert shifts["referral_decision"][0][1].startswith("1 working")
-    assert deadline(engine, "LDN-P", "care_proceedings").due_at == utc(2027, 6, 26, 23)
+    assert deadline(engine, "LDN-P", "care_proceedings").due_at == utc(2027, 6, 20, 23)
     assert action_counts(engine, "LDN-P")["resumed"] == 1
 
 
@@ -633,11 +637,11 @@ def test_a_paused_case_refuses_fire_but_accepts_record(engine: nw.Engine) -> Non
     )
     assert case.paused
     assert case.facts["proceedings_issued_on"] == date(2027, 2, 3)
-    # 3 February 2027 + 182 days = 4 August 2027.
-    assert deadline(engine, "LDN-PF", "care_proceedings").due_on == date(2027, 8, 4)
+    # 26 weeks beginning with 3 February 2027: 3 February + 181 days = 3 August 2027.
+    assert deadline(engine, "LDN-PF", "care_proceedings").due_on == date(2027, 8, 3)
     engine.resume("LDN-PF", actor=COORDINATOR, at=utc(2027, 2, 8, 9))
-    # The clock started during the pause stood still from its own start: 3..7 February = 5 days.
-    assert deadline(engine, "LDN-PF", "care_proceedings").due_on == date(2027, 8, 9)
+    # The court's clock started during the pause and ran through it all the same.
+    assert deadline(engine, "LDN-PF", "care_proceedings").due_on == date(2027, 8, 3)
     engine.fire("LDN-PF", "accept_referral", actor=TEAM_MANAGER, at=utc(2027, 2, 8, 10))
     assert engine.case("LDN-PF").stage == "assessment"
 
@@ -676,9 +680,10 @@ def _proceedings_case(engine: nw.Engine, reference: str) -> None:
     )
 
 
-def test_care_proceedings_extends_by_eight_weeks_up_to_its_limit(engine: nw.Engine) -> None:
-    """The court officer extends care_proceedings 8 weeks at a time, 3 times, then no more."""
+def test_care_proceedings_extends_by_what_the_court_grants_with_no_cap(engine: nw.Engine) -> None:
+    """The court officer records each extension the court grants: up to 8 weeks, any number."""
     _proceedings_case(engine, "LDN-EXT")
+    grants = ["8 weeks", None, "3 weeks", dt.timedelta(days=10), "8 weeks"]
     extended = [
         engine.extend_deadline(
             "LDN-EXT",
@@ -686,34 +691,70 @@ def test_care_proceedings_extends_by_eight_weeks_up_to_its_limit(engine: nw.Engi
             actor=COURT_OFFICER,
             reason=f"court extended the timetable ({n})",
             at=utc(2027, 7, 1 + n, 10),
+            by=by,
         )
-        for n in range(3)
+        for n, by in enumerate(grants)
     ]
-    # 56 days each: 2 August + 29 (31 Aug) + 27 = 27 September; + 3 (30 Sep) + 31 (31 Oct) + 22
-    # = 22 November; + 8 (30 Nov) + 31 (31 Dec) + 17 = 17 January 2028.
+    # From Sun 1 August 2027: + 56 days = 26 September (30 in Aug, 26 in Sep); + 56 (None is the
+    # full step) = 21 November (4 + 31 + 21); + 21 = 12 December; + 10 = 22 December;
+    # + 56 = 16 February 2028 (9 + 31 + 16).
     assert [(d.due_on, d.extensions) for d in extended] == [
-        (date(2027, 9, 27), 1),
-        (date(2027, 11, 22), 2),
-        (date(2028, 1, 17), 3),
+        (date(2027, 9, 26), 1),
+        (date(2027, 11, 21), 2),
+        (date(2027, 12, 12), 3),
+        (date(2027, 12, 22), 4),
+        (date(2028, 2, 16), 5),
     ]
-    assert extended[-1].due_at == utc(2028, 1, 18, 0)  # GMT in January
+    assert extended[-1].due_at == utc(2028, 2, 17, 0)  # GMT in February
+    events = engine.audit("LDN-EXT")
+    assert [e.detail["by"] for e in events[-5:]] == [
+        "8 weeks",
+        "8 weeks",
+        "3 weeks",
+        "10 days",
+        "8 weeks",
+    ]
+    assert [e.detail["limit"] for e in events[-5:]] == [None] * 5
+    assert events[-1].detail["due_on"] == "2028-02-16"
+    assert events[-1].reason == "court extended the timetable (4)"
+    shifts = [a.shift for a in extended[-1].explain().adjustments]
+    assert shifts == ["8 weeks", "8 weeks", "3 weeks", "10 days", "8 weeks"]
 
-    with pytest.raises(nw.ExtensionNotAllowed) as refused:
+
+@pytest.mark.parametrize(
+    ("by", "message"),
+    [
+        ("9 weeks", "longer than the most"),
+        ("57 days", "longer than the most"),
+        ("3 months", "longer than the most"),
+        ("0 days", "longer than zero"),
+        ("-1 weeks", "not a duration"),
+        (dt.timedelta(days=0), "longer than zero"),
+        (dt.timedelta(days=-7), "longer than zero"),
+        (dt.timedelta(hours=36), "whole number of days"),
+        ("eight weeks", "not a duration"),
+        (8, "must be a duration"),
+    ],
+)
+def test_an_extension_longer_than_the_step_or_not_a_length_is_refused(
+    engine: nw.Engine, by: object, message: str
+) -> None:
+    """by= beyond the step, zero, negative or not a duration: InvalidInput, nothing written."""
+    _proceedings_case(engine, "LDN-BY")
+    before = len(engine.audit("LDN-BY"))
+    with pytest.raises(nw.InvalidInput, match=message) as refused:
         engine.extend_deadline(
-            "LDN-EXT",
+            "LDN-BY",
             "care_proceedings",
             actor=COURT_OFFICER,
-            reason="once more",
-            at=utc(2027, 7, 10, 10),
+            reason="court order",
+            at=utc(2027, 7, 1),
+            by=by,  # type: ignore[arg-type]
         )
-    assert refused.value.deadline == "care_proceedings"
-    clock = deadline(engine, "LDN-EXT", "care_proceedings")
-    assert (clock.due_on, clock.extensions) == (date(2028, 1, 17), 3)
-    events = engine.audit("LDN-EXT")
-    assert [e.action for e in events[-4:]] == ["extended", "extended", "extended", "denied"]
-    assert events[-1].detail["error"] == "ExtensionNotAllowed"
-    assert events[-2].detail["due_on"] == "2028-01-17"
-    assert events[-2].reason == "court extended the timetable (2)"
+    assert refused.value.field == "by"
+    clock = deadline(engine, "LDN-BY", "care_proceedings")
+    assert (clock.due_on, clock.extensions) == (date(2027, 8, 1), 0)
+    assert len(engine.audit("LDN-BY")) == before
 
 
 def test_extending_care_proceedings_needs_the_court_officer(engine: nw.Engine) -> None:
@@ -730,7 +771,7 @@ def test_extending_care_proceedings_needs_the_court_officer(engine: nw.Engine) -
         TEAM_MANAGER.id,
         "PermissionDenied",
     )
-    assert deadline(engine, "LDN-ROLE", "care_proceedings").due_on == date(2027, 8, 2)
+    assert deadline(engine, "LDN-ROLE", "care_proceedings").due_on == date(2027, 8, 1)
     allowed = engine.extend_deadline(
         "LDN-ROLE",
         "care_proceedings",
@@ -738,7 +779,7 @@ def test_extending_care_proceedings_needs_the_court_officer(engine: nw.Engine) -
         reason="court order",
         at=utc(2027, 7, 1),
     )
-    assert allowed.due_on == date(2027, 9, 27)
+    assert allowed.due_on == date(2027, 9, 26)
 
 
 def test_an_extension_needs_a_reason(engine: nw.Engine) -> None:
@@ -843,46 +884,60 @@ def test_explain_names_anchor_rule_holidays_and_due_date_for_a_working_day_rule(
 
 def test_explain_lists_each_pause_and_extension_and_the_final_due_date(engine: nw.Engine) -> None:
     """After a pause and two extensions explain() shows each step, in order, and the final date."""
-    _proceedings_case(engine, "LDN-XP")
-    engine.pause("LDN-XP", actor=COORDINATOR, reason="hearing adjourned", at=utc(2027, 3, 1, 10))
+    case_in_stage(engine, "LDN-XP", ENGLAND, "treatment", utc(2027, 2, 1, 9))
+    engine.pause("LDN-XP", actor=COORDINATOR, reason="child in hospital", at=utc(2027, 3, 1, 10))
     engine.resume("LDN-XP", actor=COORDINATOR, at=utc(2027, 3, 11, 10))
-    for n, reason in enumerate(("expert report late", "new party joined")):
+    for n, reason in enumerate(("parent unwell", "new carer joined")):
         engine.extend_deadline(
             "LDN-XP",
-            "care_proceedings",
-            actor=COURT_OFFICER,
+            "treatment",
+            actor=TEAM_MANAGER,
             reason=reason,
             at=utc(2027, 6, 1 + n, 10),
         )
-    # 2 August + 10 paused dates (1..10 March) = 12 August; + 56 days = 7 October; + 56 days
-    # = 2 December 2027.
-    why = deadline(engine, "LDN-XP", "care_proceedings").explain()
-    assert "proceedings_issued_on" in why.anchor
-    assert "26 weeks" in why.rule
-    assert why.skipped == ()  # a weeks rule counts calendar days: no holiday is skipped
+    # treatment is 5 months from Mon 1 February 2027: 1 July; + 10 paused dates (1..10 March)
+    # = 11 July; + 1 month = 11 August; + 1 month = 11 September 2027.
+    why = deadline(engine, "LDN-XP", "treatment").explain()
+    assert "entered stage treatment" in why.anchor
+    assert "5 months" in why.rule
+    assert why.skipped == ()  # a months rule counts calendar dates: no holiday is skipped
     assert [(a.kind, a.previous_due_on, a.due_on) for a in why.adjustments] == [
-        ("pause", date(2027, 8, 2), date(2027, 8, 12)),
-        ("extension", date(2027, 8, 12), date(2027, 10, 7)),
-        ("extension", date(2027, 10, 7), date(2027, 12, 2)),
+        ("pause", date(2027, 7, 1), date(2027, 7, 11)),
+        ("extension", date(2027, 7, 11), date(2027, 8, 11)),
+        ("extension", date(2027, 8, 11), date(2027, 9, 11)),
     ]
     assert (why.base_due_on, why.due_on, why.due_at) == (
-        date(2027, 8, 2),
-        date(2027, 12, 2),
-        utc(2027, 12, 3, 0),
+        date(2027, 7, 1),
+        date(2027, 9, 11),
+        utc(2027, 9, 11, 23),
     )
     lines = why.lines()
     assert "2027-02-01" in lines[0]
-    assert "proceedings_issued_on" in lines[0]
-    assert "26 weeks" in lines[1]
-    assert "2027-08-02" in lines[1]
+    assert "treatment" in lines[0]
+    assert "5 months" in lines[1]
+    assert "2027-07-01" in lines[1]
     pause_line, *extension_lines = lines[2:5]
     assert "pause" in pause_line
     assert "2027-03-01" in pause_line
-    assert "2027-08-12" in pause_line
-    assert "expert report late" in extension_lines[0]
-    assert "new party joined" in extension_lines[1]
-    assert "2027-12-02" in extension_lines[1]
-    assert "2027-12-02" in lines[-1]
+    assert "2027-07-11" in pause_line
+    assert "parent unwell" in extension_lines[0]
+    assert "new carer joined" in extension_lines[1]
+    assert "2027-09-11" in extension_lines[1]
+    assert "2027-09-11" in lines[-1]
+
+
+def test_explain_says_a_statutory_clock_counts_beginning_with_and_never_pauses(
+    engine: nw.Engine,
+) -> None:
+    """care_proceedings' explanation says it counts from the issue day as day 1 and runs on."""
+    _proceedings_case(engine, "LDN-XB")
+    engine.pause("LDN-XB", actor=COORDINATOR, reason="hearing adjourned", at=utc(2027, 3, 1, 10))
+    engine.resume("LDN-XB", actor=COORDINATOR, at=utc(2027, 3, 11, 10))
+    why = deadline(engine, "LDN-XB", "care_proceedings").explain()
+    assert "26 weeks beginning with" in why.rule
+    assert "not moved by pauses" in why.rule
+    assert why.adjustments == ()
+    assert (why.base_due_on, why.due_on) == (date(2027, 8, 1), date(2027, 8, 1))
 
 
 def test_explain_names_the_recurring_fact_for_later_occurrences(engine: nw.Engine) -> None:

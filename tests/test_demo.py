@@ -161,7 +161,7 @@ def test_demo_statutory_clocks_run(engine: nw.Engine) -> None:
                 seen.setdefault(case.pathway_id, set()).add(deadline.name)
     assert seen["nim-uk-england"] == {"care_proceedings", "lac_review"}
     assert seen["nim-uk-scotland"] == {"lac_review", "cso_review"}
-    assert seen["nim-us-louisiana"] == {"permanency_hearing"}
+    assert seen["nim-us-louisiana"] == {"case_review", "permanency_hearing", "asfa_15_of_22"}
 
 
 def test_demo_audit_chain_verifies(engine: nw.Engine) -> None:

@@ -170,16 +170,17 @@ def test_an_extension_moves_the_breach(engine: nw.Engine) -> None:
         "LDN-X", "care_proceedings", actor=COURT_OFFICER, reason="court order", at=utc(2027, 7, 1)
     )
 
-    # Due 2 August 2027, extended by 8 weeks to Mon 27 September 2027. Its reminder, 10 working
-    # days before: 24, 23, 22, 21, 20 (5), 17, 16, 15, 14, 13 (10) -> Mon 13 September, at
-    # 00:00 BST = 23:00 UTC on 12 September. Breach: 23:00 UTC on 27 September.
+    # Due Sun 1 August 2027 (26 weeks beginning with the issue day), extended by 8 weeks to
+    # Sun 26 September 2027. Its reminder, 10 working days before: 24, 23, 22, 21, 20 (5), 17,
+    # 16, 15, 14, 13 (10) -> Mon 13 September, at 00:00 BST = 23:00 UTC on 12 September.
+    # Breach: 23:00 UTC on 26 September.
     def proceedings(events: list[nw.Event]) -> list[str]:
         return [e.kind for e in events if e.detail["deadline"] == "care_proceedings"]
 
     assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23) - TICK)) == []
     assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23))) == ["reminder"]
-    assert proceedings(engine.process_due(at=utc(2027, 9, 27, 23) - TICK)) == []
-    assert proceedings(engine.process_due(at=utc(2027, 9, 27, 23))) == ["breach", "escalation"]
+    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23) - TICK)) == []
+    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23))) == ["breach", "escalation"]
 
 
 def test_a_pause_moves_the_mid_way_review_with_the_clock(engine: nw.Engine) -> None:
@@ -298,7 +299,8 @@ def test_after_downtime_the_first_process_fires_everything_due_once(db_url: str)
             open_case(first, f"LDN-{n}", ENGLAND, None)  # at the engine's clock
         case_in_stage(first, "LDN-T", ENGLAND, "treatment", clock.now)
         open_case(first, "GLA-1", SCOTLAND, clock.now, facts={"placed_on": date(2027, 1, 4)})
-        # Louisiana's permanency hearing is due 4 January 2028: still pending after the jump.
+        # Louisiana's permanency hearing is due 4 January 2028: still pending after the jump; its
+        # case review (the earliest of removal + 6 months, art. 692) fell due on 4 July 2027.
         open_case(first, "NOLA-1", LOUISIANA, clock.now, facts={"entered_care_on": "2027-01-04"})
         assert first.process_due() == []
 
@@ -325,6 +327,7 @@ def test_after_downtime_the_first_process_fires_everything_due_once(db_url: str)
             ("NOLA-1", "referral_decision"),
             ("LDN-T", "treatment"),
             ("GLA-1", "lac_review"),
+            ("NOLA-1", "case_review"),
         } == breached
         assert first.process_due() == []
 

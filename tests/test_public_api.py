@@ -31,6 +31,7 @@ PINNED_ALL = [
     "ExtensionNotAllowed",
     "InvalidInput",
     "NimWorkflowError",
+    "OutsideWindow",
     "Pathway",
     "PathwayError",
     "PermissionDenied",

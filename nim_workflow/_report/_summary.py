@@ -98,7 +98,7 @@ class OnTimeRate:
     """
 
     rule: str
-    kind: Literal["stage", "clock"]
+    kind: Literal["stage", "clock", "window"]
     met: int
     missed: int
     open: int
@@ -126,7 +126,7 @@ class DeadlineItem:
     reference: str
     name: str
     stage: str | None
-    kind: Literal["stage", "clock"]
+    kind: Literal["stage", "clock", "window"]
     occurrence: int
     due_on: dt.date
     days: int
@@ -152,7 +152,7 @@ class DeadlineMark:
     """
 
     name: str
-    kind: Literal["stage", "clock"]
+    kind: Literal["stage", "clock", "window"]
     occurrence: int
     due_on: dt.date
     due_at: dt.datetime
@@ -377,7 +377,7 @@ def _site_summary(engine: Engine, site: str, cases: Sequence[Case], at: dt.datet
 
 @dataclass(slots=True)
 class _RateCount:
-    kind: Literal["stage", "clock"]
+    kind: Literal["stage", "clock", "window"]
     met: int = 0
     missed: int = 0
     open: int = 0

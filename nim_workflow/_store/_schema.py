@@ -145,6 +145,11 @@ deadlines = Table(
     Column("extensions", Integer, nullable=False),
     # Pauses and extensions applied, oldest first: what Deadline.explain() reports.
     Column("adjustments", JSON, nullable=False),
+    # A window's first day (null for deadlines that are not windows).
+    Column("opens_on", Date, nullable=True),
+    # What the due date was computed from beyond start_on: the governing earliest_of candidate,
+    # or a cumulative clock's periods in its condition. Null for plain rules.
+    Column("basis", JSON, nullable=True),
     Index("ix_nimwf_deadlines_status_due_at", "status", "due_at"),
     Index("ix_nimwf_deadlines_reference", "reference"),
 )
