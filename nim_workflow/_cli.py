@@ -9,6 +9,7 @@ action, 2 bad usage or bad input, 3 a broken audit chain.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -802,6 +803,93 @@ def case_extend(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "
         f"now due on {extended.due_on.isoformat()}"
     )
+
+
+def _stage_pairs(items: Iterable[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise click.BadParameter(f"{item!r} is not OLD=NEW", param_hint="--map")
+        pairs[old.strip()] = new.strip()
+    return pairs
+
+
+@case.command(
+    "upgrade",
+    epilog=_examples(
+        "nim-workflow case upgrade --pathway nim-uk-england --dry-run \\",
+        "    --reason 'statutory clocks corrected' --actor pc-001 --role coordinator",
+    ),
+)
+@click.option("--pathway", "pathway_id", required=True, metavar="ID", help="The pathway's id.")
+@click.option(
+    "--to-version", type=int, default=None, metavar="N", help="Default: the newest registered."
+)
+@click.option(
+    "--map",
+    "stage_map",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Where cases in a stage the new version lacks go (repeat for several).",
+)
+@click.option("--dry-run", is_flag=True, help="List every date that would change; write nothing.")
+@click.option("--reason", required=True, help="Why the cases move, for the audit log.")
+@_at_option(_AT_ACTION)
+@_actor_options
+@_json_option
+@click.pass_context
+def case_upgrade(
+    ctx: click.Context,
+    pathway_id: str,
+    to_version: int | None,
+    stage_map: tuple[str, ...],
+    dry_run: bool,
+    reason: str,
+    at: dt.datetime | None,
+    actor_id: str,
+    roles: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Move running cases onto a newer version of their pathway, one audited step per case.
+
+    Open deadlines are worked out again from their anchors under the new rules; settled ones
+    stay. Prints every deadline whose date changes, old and new. Exits 2 (nothing written)
+    when a case is in a stage the new version lacks and no --map says where it goes.
+    """
+    engine = _runtime(ctx).engine()
+    done = engine.upgrade_cases(
+        pathway_id,
+        actor=_actor(actor_id, roles),
+        reason=reason,
+        to_version=to_version,
+        stage_map=_stage_pairs(stage_map),
+        dry_run=dry_run,
+        at=at,
+    )
+    if _wants_json(ctx, as_json):
+        _echo_json([_jsonable(dataclasses.asdict(upgrade)) for upgrade in done])
+        return
+    verb = "would move" if dry_run else "moved"
+    changed = sum(upgrade.dates_changed for upgrade in done)
+    click.echo(f"{pathway_id}: {verb} {len(done)} case(s); {changed} due date(s) change")
+    for upgrade in done:
+        stage = (
+            upgrade.to_stage
+            if upgrade.to_stage == upgrade.from_stage
+            else f"{upgrade.from_stage} -> {upgrade.to_stage}"
+        )
+        click.echo(
+            f"{upgrade.reference}: v{upgrade.from_version} -> v{upgrade.to_version}, {stage}"
+        )
+        for change in upgrade.changes:
+            if change.change == "unchanged":
+                continue
+            before = change.due_on_before.isoformat() if change.due_on_before else "-"
+            after = change.due_on_after.isoformat() if change.due_on_after else "-"
+            click.echo(
+                f"  {change.name} #{change.occurrence}: {before} -> {after} ({change.change})"
+            )
 
 
 @case.command("show", epilog=_examples("nim-workflow case show LDN-2026-0001"))

@@ -9,6 +9,7 @@ alarm is a row due at a UTC instant, so nothing about time lives only in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -823,6 +824,199 @@ def longer_than(clock: CaseClock, due_on: dt.date, by: Duration, step: Duration)
     "1 months" or "10 working_days" against "2 weeks" is decided by where each would land.
     """
     return clock.calendar.add(due_on, by) > clock.calendar.add(due_on, step)
+
+
+# -- moving a case onto another version of its pathway --------------------------------------------
+
+
+def _replayed_due(
+    clock: CaseClock,
+    rule: DeadlineRule,
+    row: Any,
+    base_due: dt.date,
+    closed_pauses: Sequence[tuple[dt.date, dt.date]],
+) -> tuple[dt.date, list[dict[str, Any]]]:
+    """``base_due`` with the case's finished pauses and the row's extensions applied again.
+
+    Pauses are replayed only on a pausable rule, each as :func:`shift_for_pause` would have
+    applied it; extensions keep the length granted. The adjustments are rebuilt to match.
+    """
+    due = base_due
+    adjustments: list[dict[str, Any]] = []
+    unit = row_span(rule, row).unit
+    if rule.pausable:
+        for paused_on, resumed_on in closed_pauses:
+            if due < paused_on:
+                continue
+            count = clock.calendar.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
+            if count <= 0:
+                continue
+            new_due = clock.calendar.shift(due, unit, count)
+            shift_unit = "working_days" if unit == "working_days" else "days"
+            adjustments.append(
+                {
+                    "kind": "pause",
+                    "at": clock.calendar.start_of(resumed_on).isoformat(),
+                    "shift": f"{count} {shift_unit}",
+                    "previous_due_on": due.isoformat(),
+                    "due_on": new_due.isoformat(),
+                    "detail": f"paused {paused_on.isoformat()} to {resumed_on.isoformat()}",
+                }
+            )
+            due = new_due
+    for old in row.adjustments or ():
+        if old.get("kind") != "extension":
+            continue
+        new_due = clock.calendar.add(due, Duration.parse(str(old["shift"])))
+        adjustments.append(
+            {**old, "previous_due_on": due.isoformat(), "due_on": new_due.isoformat()}
+        )
+        due = new_due
+    return due, adjustments
+
+
+def _base_due(
+    clock: CaseClock, rule: DeadlineRule, row: Any, facts: Mapping[str, Any]
+) -> tuple[dt.date, dt.date, dict[str, Any] | None] | None:
+    """``(start_on, due_on, basis)`` of an open row worked out under ``rule`` from its anchors.
+
+    ``None`` when the rule no longer applies to what started the row (its anchors are gone).
+    """
+    if rule.cumulative is not None:
+        periods = _periods(row)
+        if not periods or periods[-1][1] is not None:
+            first = condition_start(clock, rule, facts)
+            if first is None:
+                return None
+            periods = [(first, None)]
+        return periods[-1][0], cumulative_due(clock, rule, periods), _periods_json(periods)
+    if rule.candidates and row.occurrence <= 1:
+        governing = governing_candidate(clock, rule, facts)
+        if governing is None:
+            return None
+        index, anchor_on, due_on = governing
+        return anchor_on, due_on, {"candidate": index, "anchor": rule.candidates[index].anchor}
+    span = rule.duration_for(row.occurrence)
+    return row.start_on, clock.calendar.add(row.start_on, span, rule.counting), None
+
+
+def rework_open(
+    conn: Connection,
+    old: CaseClock,
+    new: CaseClock,
+    stage: str,
+    facts: Mapping[str, Any],
+    closed_pauses: Sequence[tuple[dt.date, dt.date]],
+    stage_started_on: dt.date,
+    at: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Rework a case's open deadlines under ``new`` (another version of its pathway).
+
+    Settled deadlines are history and stay as they are. Each open one is worked out again from
+    its anchors (its start date, the case's facts, a cumulative clock's periods) under the new
+    rule, with finished pauses (on pausable rules) and granted extensions applied again; one the
+    new version no longer has, or that belongs to a stage the case is not in, is cancelled.
+    Rules the new version adds start from what the case already holds. Returns one change per
+    deadline touched: ``{"deadline", "occurrence", "from", "to", "change"}``.
+    """
+    changes: list[dict[str, Any]] = []
+    rows = conn.execute(
+        sa.select(deadlines)
+        .where(deadlines.c.reference == new.reference, deadlines.c.status == "open")
+        .order_by(deadlines.c.id)
+    ).all()
+    names = {rule.name for rule in new.pathway.deadlines}
+    for row in rows:
+        rule = new.pathway.rule(row.rule) if row.rule in names else None
+        worked = None
+        if rule is not None and (rule.stage is None or rule.stage == stage):
+            worked = _base_due(new, rule, row, facts)
+        if rule is None or worked is None:
+            _settle_row(conn, row, "cancelled", at)
+            changes.append(_change(row, row.due_on, None, "cancelled"))
+            continue
+        start_on, base_due, basis = worked
+        due_on, adjustments = _replayed_due(new, rule, row, base_due, closed_pauses)
+        opens_on = new.calendar.add(start_on, rule.opens, rule.counting) if rule.opens else None
+        conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id == row.id)
+            .values(
+                kind=rule.kind,
+                stage=rule.stage,
+                start_on=start_on,
+                base_due_on=base_due,
+                due_on=due_on,
+                due_at=new.calendar.end_of(due_on),
+                adjustments=adjustments,
+                opens_on=opens_on,
+                basis=basis if basis is not None else row.basis,
+            )
+        )
+        alarm_start = effective_start(new, rule, row.occurrence, start_on, adjustments)
+        schedule_alarms(
+            conn,
+            new,
+            rule,
+            row.id,
+            start_on=alarm_start,
+            due_on=due_on,
+            now=at,
+            opens_on=opens_on,
+        )
+        changes.append(
+            _change(row, row.due_on, due_on, "unchanged" if due_on == row.due_on else "moved")
+        )
+    changes.extend(_start_new_rules(conn, old, new, stage, facts, stage_started_on, at))
+    return changes
+
+
+def _start_new_rules(
+    conn: Connection,
+    old: CaseClock,
+    new: CaseClock,
+    stage: str,
+    facts: Mapping[str, Any],
+    stage_started_on: dt.date,
+    at: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Open the deadlines of rules the old version did not have, from what the case holds."""
+    known = {rule.name for rule in old.pathway.deadlines}
+    opened: list[dict[str, Any]] = []
+    for rule in new.pathway.deadlines:
+        if rule.name in known:
+            continue
+        if rule.stage is not None:
+            if rule.stage == stage:
+                open_deadline(conn, new, rule, occurrence=1, start_on=stage_started_on, at=at)
+        else:
+            dates = {f: facts[f] for f in rule.facts if isinstance(facts.get(f), dt.date)}
+            only = CaseClock(new.reference, new.site, _only(new.pathway, rule), new.calendar)
+            record_clock_facts(conn, only, dates, at, facts=facts)
+        for row in conn.execute(
+            sa.select(deadlines).where(
+                deadlines.c.reference == new.reference,
+                deadlines.c.rule == rule.name,
+                deadlines.c.status == "open",
+            )
+        ):
+            opened.append(_change(row, None, row.due_on, "opened"))
+    return opened
+
+
+def _only(pathway: Pathway, rule: DeadlineRule) -> Pathway:
+    """``pathway`` with ``rule`` as its only deadline rule, to start that rule alone."""
+    return dataclasses.replace(pathway, deadlines=(rule,))
+
+
+def _change(row: Any, before: dt.date | None, after: dt.date | None, change: str) -> dict[str, Any]:
+    return {
+        "deadline": row.rule,
+        "occurrence": row.occurrence,
+        "from": before.isoformat() if before else None,
+        "to": after.isoformat() if after else None,
+        "change": change,
+    }
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ committed. The engine holds no state that another process would need: the databa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -63,7 +64,9 @@ from nim_workflow._values import (
     AuditEvent,
     AuditReport,
     Case,
+    CaseUpgrade,
     Deadline,
+    DeadlineChange,
     Event,
     EventKind,
     StageInterval,
@@ -1044,6 +1047,198 @@ class Engine:
         )
         return result
 
+    # -- pathway versions --------------------------------------------------------------------------
+
+    def upgrade_cases(
+        self,
+        pathway: str,
+        actor: Actor,
+        reason: str,
+        to_version: int | None = None,
+        stage_map: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        at: dt.datetime | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> list[CaseUpgrade]:
+        """Move the running cases of ``pathway`` onto ``to_version`` (default: the newest).
+
+        Each case moves in one audited step (``upgraded``): its open deadlines are worked out
+        again from their anchors under the new rules (finished pauses and granted extensions
+        applied again), rules the new version adds start from the facts the case holds, rules it
+        dropped are cancelled, settled deadlines stay as they were. A case in a stage the new
+        version lacks needs ``stage_map`` (``{old_stage: new_stage}``); without it, or with a
+        fact the new version does not declare, the whole call is refused by name and nothing is
+        written. ``dry_run`` works out and returns every change, then writes nothing. Closed
+        cases, and cases already on the version, are left alone; cases not upgraded keep working
+        on their own version.
+        """
+        self._check_actor(actor)
+        when = self._at(at)
+        target = self.pathway(pathway, to_version)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("upgrading cases needs a reason", field="reason")
+        mapping = _stage_map(target, stage_map)
+        with self._read() as conn:
+            running = conn.execute(
+                sa.select(cases.c.reference, cases.c.pathway_version, cases.c.stage, cases.c.facts)
+                .where(
+                    cases.c.pathway_id == target.id,
+                    cases.c.closed_at.is_(None),
+                    cases.c.pathway_version < target.version,
+                )
+                .order_by(cases.c.reference)
+            ).all()
+            problems = []
+            for row in running:
+                old = self._pathway_of(conn, target.id, row.pathway_version)
+                stage = mapping.get(row.stage, row.stage)
+                if stage not in {s.id for s in target.stages}:
+                    problems.append(
+                        f"case {row.reference} is in stage {row.stage!r}, which version "
+                        f"{target.version} lacks: map it with stage_map={{{row.stage!r}: ...}}"
+                    )
+                elif target.stage(stage).final:
+                    problems.append(f"case {row.reference}: {stage!r} is a final stage")
+                undeclared = sorted(set(_facts_from_json(old, row.facts)) - set(target.facts))
+                if undeclared:
+                    problems.append(
+                        f"case {row.reference} holds facts version {target.version} does not "
+                        f"declare: {', '.join(undeclared)}"
+                    )
+        if problems:
+            shown = "; ".join(problems[:5])
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise InvalidInput(
+                f"cannot upgrade {target.id} to version {target.version}: {shown}{more}",
+                field="stage_map",
+            )
+        allowed = target.roles_for("upgrade")
+        if not actor.roles & allowed:
+            # Refused before any case is touched; audited on the first case it would have moved.
+            first = running[0].reference if running else f"(any of {target.id})"
+            refusal = PermissionDenied(first, f"upgrade {target.id}", actor.id, allowed)
+            if not running:
+                raise refusal
+            with self._write(connection) as unit:
+                row = self._lock_case(unit.conn, first)
+                self._deny(
+                    unit, actor, "upgrade", refusal, at=when, reference=first, stage=row.stage
+                )
+        results: list[CaseUpgrade] = []
+        for planned in running:
+            try:
+                with self._write(connection) as unit:
+                    row = self._lock_case(unit.conn, planned.reference)
+                    upgrade = self._upgrade_case(unit, row, target, mapping, actor, reason, when)
+                    if upgrade is not None and dry_run:
+                        raise _DryRun(upgrade)
+            except _DryRun as rolled_back:
+                upgrade = rolled_back.upgrade
+            if upgrade is not None:
+                results.append(upgrade)
+        self._log.info(
+            "nimwf.upgraded",
+            pathway=target.id,
+            to_version=target.version,
+            cases=len(results),
+            dry_run=dry_run,
+            actor_id=actor.id,
+            outcome="ok",
+        )
+        return results
+
+    def _upgrade_case(
+        self,
+        unit: _Unit,
+        row: Any,
+        target: Pathway,
+        mapping: Mapping[str, str],
+        actor: Actor,
+        reason: str,
+        when: dt.datetime,
+    ) -> CaseUpgrade | None:
+        """Move one locked case onto ``target``; ``None`` if it closed or moved meanwhile."""
+        conn = unit.conn
+        if row.closed_at is not None or row.pathway_version >= target.version:
+            return None
+        self._check_not_before(row, when)
+        self._ensure_registered(conn, target)
+        old = self._clock_for(conn, row)
+        new = CaseClock(row.reference, row.site, target, self._calendar(target, row.site))
+        stage = mapping.get(row.stage, row.stage)
+        facts = _facts_from_json(old.pathway, row.facts)
+        closed_pauses = [
+            (p.paused_on, p.resumed_on)
+            for p in conn.execute(
+                sa.select(pauses.c.paused_on, pauses.c.resumed_on)
+                .where(pauses.c.reference == row.reference, pauses.c.resumed_on.is_not(None))
+                .order_by(pauses.c.id)
+            )
+        ]
+        stage_started_on = new.calendar.local_date(row.stage_entered_at)
+        if stage != row.stage:
+            conn.execute(
+                stage_intervals.update()
+                .where(
+                    stage_intervals.c.reference == row.reference,
+                    stage_intervals.c.left_at.is_(None),
+                )
+                .values(left_at=when, left_by="upgraded")
+            )
+            conn.execute(
+                stage_intervals.insert().values(
+                    reference=row.reference, stage=stage, entered_at=when, entered_by="upgraded"
+                )
+            )
+            stage_started_on = new.calendar.local_date(when)
+        changes = _deadlines.rework_open(
+            conn, old, new, stage, facts, closed_pauses, stage_started_on, when
+        )
+        self._update_case(
+            conn,
+            row,
+            pathway_version=target.version,
+            stage=stage,
+            **({"stage_entered_at": when} if stage != row.stage else {}),
+        )
+        self._audit(
+            unit,
+            reference=row.reference,
+            at=when,
+            actor=actor,
+            action="upgraded",
+            from_stage=row.stage,
+            to_stage=stage,
+            reason=reason,
+            detail={
+                "pathway": target.id,
+                "from_version": row.pathway_version,
+                "to_version": target.version,
+                "deadlines": changes,
+                "case_version": row.version + 1,
+            },
+        )
+        return CaseUpgrade(
+            reference=row.reference,
+            pathway_id=target.id,
+            from_version=row.pathway_version,
+            to_version=target.version,
+            from_stage=row.stage,
+            to_stage=stage,
+            changes=tuple(
+                DeadlineChange(
+                    name=c["deadline"],
+                    occurrence=c["occurrence"],
+                    due_on_before=dt.date.fromisoformat(c["from"]) if c["from"] else None,
+                    due_on_after=dt.date.fromisoformat(c["to"]) if c["to"] else None,
+                    change=c["change"],
+                )
+                for c in changes
+            ),
+            applied=True,
+        )
+
     # -- the deadline processor --------------------------------------------------------------------
 
     def process_due(
@@ -1598,6 +1793,37 @@ def _facts_from_json(pathway: Pathway, stored: Mapping[str, Any]) -> dict[str, A
         else:
             out[name] = value
     return out
+
+
+class _DryRun(Exception):
+    """Raised inside a unit of work to roll a dry run back once its plan is known."""
+
+    def __init__(self, upgrade: CaseUpgrade) -> None:
+        super().__init__(upgrade.reference)
+        self.upgrade = dataclasses.replace(upgrade, applied=False)
+
+
+def _stage_map(target: Pathway, stage_map: Mapping[str, str] | None) -> dict[str, str]:
+    """``upgrade_cases``' stage map, checked: each new stage must be one of ``target``'s."""
+    if stage_map is None:
+        return {}
+    if not isinstance(stage_map, Mapping):
+        raise InvalidInput("stage_map must map old stage ids to new ones", field="stage_map")
+    stages = {stage.id for stage in target.stages}
+    checked: dict[str, str] = {}
+    for old, new in stage_map.items():
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise InvalidInput(
+                "stage_map must map stage ids (text) to stage ids", field="stage_map"
+            )
+        if new not in stages:
+            raise InvalidInput(
+                f"stage_map: {new[:100]!r} is not a stage of {target.id} version "
+                f"{target.version} (its stages: {', '.join(sorted(stages))})",
+                field="stage_map",
+            )
+        checked[old] = new
+    return checked
 
 
 def _granted(by: object) -> Duration | None:

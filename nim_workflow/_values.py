@@ -23,6 +23,7 @@ EventKind = Literal[
     "breach",
     "escalation",
     "denied",
+    "upgraded",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
@@ -174,6 +175,41 @@ class Deadline:
         if self.explanation is None:  # pragma: no cover - the engine always fills it
             raise LookupError("this deadline was built without its explanation")
         return self.explanation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadlineChange:
+    """What moving a case onto another pathway version did to one of its deadlines.
+
+    ``change`` is ``moved`` or ``unchanged`` (an open deadline worked out again under the new
+    rule), ``opened`` (a rule the new version adds) or ``cancelled`` (a rule it no longer has).
+    """
+
+    name: str
+    occurrence: int
+    due_on_before: dt.date | None
+    due_on_after: dt.date | None
+    change: Literal["moved", "unchanged", "opened", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseUpgrade:
+    """One case moved (or, in a dry run, that would move) onto a newer pathway version."""
+
+    reference: str
+    pathway_id: str
+    from_version: int
+    to_version: int
+    from_stage: str
+    to_stage: str
+    changes: tuple[DeadlineChange, ...]
+    #: False for a dry run: nothing was written.
+    applied: bool
+
+    @property
+    def dates_changed(self) -> int:
+        """How many due dates differ: moved, opened or cancelled deadlines."""
+        return sum(1 for change in self.changes if change.change != "unchanged")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -100,7 +100,8 @@ def test_help_lists_every_command() -> None:
     "args",
     [
         ("case", "open"), ("case", "fire"), ("case", "record"), ("case", "pause"),
-        ("case", "resume"), ("case", "extend"), ("case", "show"), ("cases",), ("due",),
+        ("case", "resume"), ("case", "extend"), ("case", "upgrade"), ("case", "show"), ("cases",),
+        ("due",),
         ("overdue",), ("report",), ("audit", "verify"), ("worker",), ("pathway", "show"),
         ("pathway", "validate"), ("db", "upgrade"), ("demo",),
     ],
@@ -495,6 +496,78 @@ def test_extend_moves_a_deadline_within_its_limit(run: Run) -> None:
     )  # fmt: skip
     assert refused.stderr.startswith("error: case LDN-1")
     assert "referral_decision" in refused.stderr
+
+
+def test_extend_by_records_what_the_court_granted_up_to_the_step(run: Run) -> None:
+    """`case extend --by` moves care_proceedings by the grant; beyond 8 weeks it exits 2."""
+    run(
+        "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london",
+        "--fact", "proceedings_issued_on=2026-01-05", "--at", "2026-01-05", *SW,
+    )  # fmt: skip
+    # 26 weeks beginning with Mon 5 Jan 2026 end on Sun 5 Jul; + 3 weeks = Sun 26 Jul.
+    result = run(
+        "case", "extend", "LDN-1", "care_proceedings", "--by", "3 weeks",
+        "--reason", "court order", "--at", "2026-06-01", *COURT,
+    )  # fmt: skip
+    assert result.stdout == (
+        "LDN-1: care_proceedings extended (extension 1); now due on 2026-07-26\n"
+    )
+    refused = run(
+        "case", "extend", "LDN-1", "care_proceedings", "--by", "9 weeks",
+        "--reason", "court order", "--at", "2026-06-02", *COURT, code=2,
+    )  # fmt: skip
+    assert "longer than the most" in refused.stderr
+    assert "8 weeks" in refused.stderr
+
+
+def _v1_england_case(db: str, reference: str, stage_to: str | None = None) -> None:
+    """A case opened on version 1 of the England pathway (as kept in pathways/archive/)."""
+    v1 = ROOT / "pathways" / "archive" / "nim-uk-england.v1.yaml"
+    with nw.Engine(db, pathways=[v1]) as engine:
+        engine.open_case(
+            reference,
+            pathway="nim-uk-england",
+            site="london",
+            actor=nw.Actor("sw-017", roles={"social_worker"}),
+            at=dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC),
+            facts={"proceedings_issued_on": dt.date(2026, 1, 5)},
+        )
+
+
+def test_case_upgrade_dry_run_lists_changes_then_the_upgrade_applies_them(
+    run: Run, db: str
+) -> None:
+    """--dry-run prints each date that would change and writes nothing; without it, applied."""
+    _v1_england_case(db, "LDN-OLD")
+    args = ("case", "upgrade", "--pathway", "nim-uk-england", "--reason", "clocks corrected")
+    # Version 1: 5 Jan + 182 days = Mon 6 Jul; version 2: 26 weeks beginning with 5 Jan, Sun 5 Jul.
+    dry = run(*args, "--dry-run", "--at", "2026-02-01", *COORDINATOR)
+    assert dry.stdout.splitlines() == [
+        "nim-uk-england: would move 1 case(s); 1 due date(s) change",
+        "LDN-OLD: v1 -> v2, referral",
+        "  care_proceedings #1: 2026-07-06 -> 2026-07-05 (moved)",
+    ]
+    assert _case(db, "LDN-OLD").pathway_version == 1
+    done = run(*args, "--at", "2026-02-01", "--json", *COORDINATOR)
+    (upgrade,) = json.loads(done.stdout)
+    assert (upgrade["reference"], upgrade["applied"], upgrade["to_version"]) == ("LDN-OLD", True, 2)
+    assert _case(db, "LDN-OLD").pathway_version == 2
+    assert {d.name: d.due_on for d in _deadlines(db, "LDN-OLD")}["care_proceedings"] == dt.date(
+        2026, 7, 5
+    )
+    denied = run(*args, *TM, code=1)
+    assert "may not upgrade nim-uk-england" in denied.stderr
+
+
+def test_case_upgrade_refuses_a_bad_stage_map(run: Run, db: str) -> None:
+    """--map with a stage the new version lacks, or not OLD=NEW, exits 2 and writes nothing."""
+    _v1_england_case(db, "LDN-MAP")
+    args = ("case", "upgrade", "--pathway", "nim-uk-england", "--reason", "r", *COORDINATOR)
+    wrong = run(*args, "--map", "referral=nowhere", code=2)
+    assert "'nowhere' is not a stage" in wrong.stderr
+    malformed = run(*args, "--map", "referral", code=2)
+    assert "OLD=NEW" in malformed.stderr
+    assert _case(db, "LDN-MAP").pathway_version == 1
 
 
 def test_extend_an_unknown_deadline_is_bad_input(run: Run) -> None:
