@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 
 from nim_workflow._engine import Engine
 from nim_workflow._errors import NimWorkflowError, PermissionDenied
+from nim_workflow._pathway._model import Pathway
 from nim_workflow._report import Summary, build_report, summarize
 from nim_workflow._values import EVENT_KINDS, Actor, Event
 
@@ -363,8 +365,12 @@ class _Planner:
         out: list[tuple[dt.date, Action, dict[str, Any]]] = []
         horizon = care_on + dt.timedelta(days=1100)
 
+        declared = self._engine.pathway(site.pathway).facts
+
         def record(day: dt.date, actor: Actor, fact: str, value: dt.date) -> None:
-            out.append((day, "record", {"actor": actor, "facts": {fact: value}}))
+            # An older version of a pathway may not know a fact yet (the demo runs on any).
+            if fact in declared:
+                out.append((day, "record", {"actor": actor, "facts": {fact: value}}))
 
         if site.pathway == "nim-uk-england":
             issued = care_on + dt.timedelta(days=rng.randint(0, 5))
@@ -374,10 +380,12 @@ class _Planner:
                 "proceedings_issued_on",
                 issued,
             )
-            # Care proceedings: 26 weeks, then 8-week extensions granted by the court.
-            due = issued + dt.timedelta(weeks=26)
+            # Care proceedings: 26 weeks beginning with the day of issue, then extensions of up
+            # to 8 weeks each, as many as the court grants.
+            due = issued + dt.timedelta(weeks=26, days=-1)
             for _ in range(3):
                 if rng.random() < 0.65:
+                    weeks = rng.choice((4, 6, 8, 8))
                     out.append(
                         (
                             due - dt.timedelta(days=rng.randint(3, 12)),
@@ -386,10 +394,11 @@ class _Planner:
                                 "actor": staff["co"],
                                 "name": "care_proceedings",
                                 "reason": _EXTEND_REASONS["care_proceedings"],
+                                "by": f"{weeks} weeks",
                             },
                         )
                     )
-                    due += dt.timedelta(weeks=8)
+                    due += dt.timedelta(weeks=weeks)
         if site.pathway in ("nim-uk-england", "nim-uk-scotland"):
             # Looked-after child reviews: first within 20 working days (England) or 6 weeks
             # (Scotland), second within 3 months, then every 6 months; some are held late.
@@ -404,13 +413,30 @@ class _Planner:
                     break
                 record(held + dt.timedelta(days=rng.randint(0, 3)), sw, "lac_review_held_on", held)
         if site.pathway == "nim-uk-scotland":
-            # The hearing makes a compulsory supervision order, reviewed at least yearly.
-            made = care_on + dt.timedelta(days=rng.randint(25, 110))
-            while made <= horizon:
-                record(made, staff["co"], "cso_made_on", made)
-                made += dt.timedelta(days=rng.randint(320, 385))
+            # Interim orders of up to 22 days while the grounds are proved, then the hearing
+            # makes a compulsory supervision order, continued at review hearings each year.
+            interim = care_on + dt.timedelta(days=rng.randint(1, 4))
+            for _ in range(rng.randint(1, 3)):
+                record(interim, staff["co"], "icso_made_on", interim)
+                interim += dt.timedelta(days=rng.randint(18, 23))
+            made = interim + dt.timedelta(days=rng.randint(0, 40))
+            record(made, staff["co"], "cso_made_on", made)
+            continued = made + dt.timedelta(days=rng.randint(330, 368))
+            while continued <= horizon:
+                record(continued, staff["co"], "cso_continued_on", continued)
+                continued += dt.timedelta(days=rng.randint(330, 368))
         if site.pathway == "nim-us-louisiana":
-            held = care_on + dt.timedelta(days=rng.randint(300, 390))
+            # Adjudication and disposition, then case reviews at least every 6 months (art. 692)
+            # and permanency hearings at least yearly (art. 702).
+            adjudicated = care_on + dt.timedelta(days=rng.randint(20, 50))
+            record(adjudicated, staff["co"], "adjudicated_on", adjudicated)
+            disposition = adjudicated + dt.timedelta(days=rng.randint(10, 40))
+            record(disposition, staff["co"], "disposition_on", disposition)
+            review = disposition + dt.timedelta(days=rng.randint(70, 100))
+            while review <= horizon:
+                record(review, sw, "case_review_held_on", review)
+                review += dt.timedelta(days=rng.randint(160, 195))
+            held = care_on + dt.timedelta(days=rng.randint(250, 360))
             while held <= horizon:
                 record(
                     held + dt.timedelta(days=rng.randint(0, 2)),
@@ -510,7 +536,9 @@ def _run_step(engine: Engine, step: _Step) -> None:
         case "resume":
             engine.resume(ref, actor=actor)
         case "extend":
-            engine.extend_deadline(ref, args["name"], actor=actor, reason=args["reason"])
+            engine.extend_deadline(
+                ref, args["name"], actor=actor, reason=args["reason"], by=args.get("by")
+            )
         case "attempt":
             # A refusal is part of the story: the engine audits it and the case does not move.
             with contextlib.suppress(PermissionDenied):
@@ -524,19 +552,21 @@ def run_demo(
     seed: int = 2026,
     progress: Callable[[int, int], None] | None = None,
     fresh: bool = True,
+    pathways: Iterable[Pathway | str | os.PathLike[str]] | None = None,
 ) -> DemoResult:
     """Run the demo cohort on ``url`` and write the HTML report to ``html`` (unless ``None``).
 
     ``fresh`` deletes an existing SQLite file at ``url`` first; the database must hold no cases.
     ``progress(done_days, total_days)`` is called as the simulated days pass. The same ``seed``
-    gives the same cohort, the same events and the same report.
+    gives the same cohort, the same events and the same report. ``pathways`` (default: the
+    bundled ones) lets the cohort run on other versions, e.g. to rehearse an upgrade.
     """
     if fresh:
         _remove_sqlite_file(url)
     start = dt.datetime.combine(DEMO_START, _PROCESS_AT, tzinfo=dt.UTC)
     clock = _SimulatedClock(start)
     database = _database(url)
-    engine = Engine(database, clock=clock)
+    engine = Engine(database, clock=clock, pathways=pathways)
     try:
         engine.migrate()
         if engine.cases(open_only=False):

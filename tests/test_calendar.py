@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import calendar as stdlib_calendar
 import dataclasses
+import re
+import tomllib
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import holidays
 import pytest
@@ -490,3 +493,16 @@ def test_every_calendar_name_builds() -> None:
     """Every calendar a pathway may name has a holidays source."""
     for name in CALENDARS:
         assert WorkingCalendar(name, "UTC").is_working_day(date(2026, 6, 3))
+
+
+def test_the_holidays_floor_is_the_first_release_that_knows_every_proclaimed_day() -> None:
+    """pyproject requires holidays>=0.91: older releases silently lack Scotland's 15 June 2026."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    (spec,) = [d for d in dependencies if re.match(r"holidays\b", d)]
+    floor = re.fullmatch(r"holidays>=(\d+)\.(\d+)", spec.replace(" ", ""))
+    assert floor is not None, spec
+    assert (int(floor.group(1)), int(floor.group(2))) >= (0, 91)
+    scotland = WorkingCalendar("scotland", "Europe/London")
+    assert not scotland.is_working_day(date(2026, 6, 15))
+    assert WorkingCalendar("england-and-wales", "Europe/London").is_working_day(date(2026, 6, 15))

@@ -160,7 +160,7 @@ def test_demo_statutory_clocks_run(engine: nw.Engine) -> None:
             if deadline.kind == "clock":
                 seen.setdefault(case.pathway_id, set()).add(deadline.name)
     assert seen["nim-uk-england"] == {"care_proceedings", "lac_review"}
-    assert seen["nim-uk-scotland"] == {"lac_review", "cso_review"}
+    assert seen["nim-uk-scotland"] == {"lac_review", "cso_review", "interim_cso", "icso_limit"}
     assert seen["nim-us-louisiana"] == {"case_review", "permanency_hearing", "asfa_15_of_22"}
 
 
@@ -199,6 +199,11 @@ def test_demo_records_facts_with_the_right_roles(engine: nw.Engine) -> None:
         "lac_review_held_on": {"social_worker"},
         "proceedings_issued_on": {"social_worker"},
         "cso_made_on": {"court_officer"},
+        "cso_continued_on": {"court_officer"},
+        "icso_made_on": {"court_officer"},
+        "adjudicated_on": {"court_officer"},
+        "disposition_on": {"court_officer"},
+        "case_review_held_on": {"social_worker"},
         "permanency_hearing_held_on": {"court_officer"},
     }
     seen: dict[str, set[str]] = {}

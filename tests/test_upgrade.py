@@ -344,3 +344,55 @@ def test_upgrade_at_before_the_cases_stage_began_is_refused(
             reason=REASON,
             at=dt.datetime(2025, 12, 1, tzinfo=dt.UTC),
         )
+
+
+def test_an_upgrade_over_the_demo_database_moves_every_running_case_and_keeps_the_log_whole(
+    tmp_path: Path,
+) -> None:
+    """The demo cohort run on version 1, then England and Scotland upgraded; Louisiana left."""
+    from nim_workflow._demo import run_demo
+
+    url = f"sqlite:///{tmp_path / 'demo-v1.db'}"
+    result = run_demo(url, html=None, pathways=sorted(ARCHIVE.glob("*.v1.yaml")))
+    with nw.Engine(url, clock=lambda: result.as_of) as engine:
+        for pathway in ("nim-uk-england", "nim-uk-scotland"):
+            running = {c.reference for c in engine.cases() if c.pathway_id == pathway}
+            dry = engine.upgrade_cases(pathway, actor=COORDINATOR, reason=REASON, dry_run=True)
+            done = engine.upgrade_cases(pathway, actor=COORDINATOR, reason=REASON)
+            assert {u.reference for u in done} == running
+            assert [(u.reference, u.changes) for u in dry] == [
+                (u.reference, u.changes) for u in done
+            ]
+            assert sum(u.dates_changed for u in done) > 0
+            assert all(engine.case(ref).pathway_version == 2 for ref in running)
+        report = engine.verify_audit()
+        assert report.ok, report.problems
+        # Every Scotland CSO review still open now falls the day before its anniversary.
+        for case in engine.cases(site="glasgow"):
+            for deadline in engine.deadlines(case.reference):
+                if deadline.name == "cso_review" and deadline.status == "open":
+                    assert deadline.start_on is not None
+                    anniversary = deadline.start_on.replace(year=deadline.start_on.year + 1)
+                    assert deadline.due_on == anniversary - dt.timedelta(days=1)
+        # A Louisiana case left on version 1 still acts on version 1's rules.
+        louisiana = next(c for c in engine.cases() if c.pathway_id == "nim-us-louisiana")
+        assert louisiana.pathway_version == 1
+        held = result.as_of.date() - dt.timedelta(days=1)
+        engine.record(
+            louisiana.reference,
+            {"permanency_hearing_held_on": held},
+            actor=COURT_OFFICER,
+            at=result.as_of,
+        )
+        hearing = [
+            d for d in engine.deadlines(louisiana.reference) if d.name == "permanency_hearing"
+        ]
+        assert hearing[-1].start_on == held
+        assert hearing[-1].due_on == held.replace(year=held.year + 1)
+        assert {d.name for d in engine.deadlines(louisiana.reference)} <= {
+            "referral_decision",
+            "assessment",
+            "treatment",
+            "final_report",
+            "permanency_hearing",
+        }
