@@ -546,20 +546,8 @@ def _move_cumulative(
                 moves.append({"rule": rule.name, "fact": fact, "left": day.isoformat()})
                 continue
             periods.append((day, None))
-            due_on = cumulative_due(clock, rule, periods)
-            open_deadline(
-                conn,
-                clock,
-                rule,
-                occurrence=(latest.occurrence + 1) if latest is not None else 1,
-                start_on=day,
-                at=at,
-                due_on=due_on,
-                basis=_periods_json(periods),
-            )
-            moves.append(
-                {"rule": rule.name, "fact": fact, "started": day.isoformat(), "due_on": str(due_on)}
-            )
+            occurrence = (latest.occurrence + 1) if latest is not None else 1
+            moves.append(_open_periods(conn, clock, rule, fact, periods, occurrence, at))
             continue
         # One of the facts that say where the condition first began.
         first = condition_start(clock, rule, facts)
@@ -570,22 +558,38 @@ def _move_cumulative(
             continue
         if latest is not None and latest.status == "open":
             _settle_row(conn, latest, "cancelled", at)
-        periods = [(first, None)]
-        due_on = cumulative_due(clock, rule, periods)
-        open_deadline(
-            conn,
-            clock,
-            rule,
-            occurrence=1,
-            start_on=first,
-            at=at,
-            due_on=due_on,
-            basis=_periods_json(periods),
-        )
-        moves.append(
-            {"rule": rule.name, "fact": fact, "started": first.isoformat(), "due_on": str(due_on)}
-        )
+        moves.append(_open_periods(conn, clock, rule, fact, [(first, None)], 1, at))
     return moves
+
+
+def _open_periods(
+    conn: Connection,
+    clock: CaseClock,
+    rule: DeadlineRule,
+    fact: str,
+    periods: Sequence[Period],
+    occurrence: int,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """Open a cumulative clock's deadline for a period in its condition that has just begun."""
+    start_on = periods[-1][0]
+    due_on = cumulative_due(clock, rule, periods)
+    open_deadline(
+        conn,
+        clock,
+        rule,
+        occurrence=occurrence,
+        start_on=start_on,
+        at=at,
+        due_on=due_on,
+        basis=_periods_json(periods),
+    )
+    return {
+        "rule": rule.name,
+        "fact": fact,
+        "started": start_on.isoformat(),
+        "due_on": due_on.isoformat(),
+    }
 
 
 # -- alarms ----------------------------------------------------------------------------------------

@@ -1090,6 +1090,18 @@ class Engine:
                 .order_by(cases.c.reference)
             ).all()
             problems = []
+            known = {s.id for s in target.stages}
+            for row in running:
+                known |= {
+                    s.id for s in self._pathway_of(conn, target.id, row.pathway_version).stages
+                }
+            unknown = sorted(set(mapping) - known)
+            if unknown:
+                raise InvalidInput(
+                    f"stage_map names stages no version of {target.id} in use has: "
+                    f"{', '.join(repr(name[:100]) for name in unknown[:5])}",
+                    field="stage_map",
+                )
             for row in running:
                 old = self._pathway_of(conn, target.id, row.pathway_version)
                 stage = mapping.get(row.stage, row.stage)

@@ -113,7 +113,21 @@ def test_text_shows_deadlines_and_clocks(pathway: Pathway) -> None:
         for duration in rule.recur_durations:
             assert str(duration) in text
         if rule.extension is not None:
-            assert f"{rule.extension.step} at a time, at most {rule.extension.limit}" in text
+            limit = rule.extension.limit
+            how_often = "as often as granted" if limit is None else f"at most {limit}"
+            assert f"up to {rule.extension.step} at a time, {how_often}" in text
+
+
+def test_text_says_how_each_clock_counts_and_that_pauses_never_move_it() -> None:
+    """Scotland's text names beginning-with counting, settling facts and the law's clocks."""
+    text = render_text(bundled_pathways()["nim-uk-scotland"])
+    assert "interim_cso (from icso_made_on): 22 days (beginning with that day)" in text
+    assert "icso_limit (from the first icso_made_on): 66 days (beginning with that day)" in text
+    assert "settled by: cso_made_on" in text
+    assert text.count("pauses: never move it") == 4
+    louisiana = render_text(bundled_pathways()["nim-us-louisiana"])
+    assert "earliest of disposition_on + 3 months; entered_care_on + 6 months" in louisiana
+    assert "15 months of the last 22 months" in louisiana
 
 
 def test_text_of_england_treatment() -> None:

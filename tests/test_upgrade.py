@@ -270,6 +270,13 @@ def test_a_case_in_a_stage_the_new_version_lacks_is_refused_by_name_unless_mappe
                 reason=REASON,
                 stage_map={"treatment": "treatmnet"},
             )
+        with pytest.raises(nw.InvalidInput, match="'treatmnet'"):
+            engine.upgrade_cases(
+                "nim-uk-england",
+                actor=COORDINATOR,
+                reason=REASON,
+                stage_map={"treatment": "therapy", "treatmnet": "therapy"},
+            )
         assert engine.case("LDN-T").pathway_version == 2
         assert len(engine.audit("LDN-T")) == audit_before
 

@@ -49,16 +49,37 @@ def render_text(pathway: Pathway) -> str:
         lines += _transition_lines(transition)
 
     stage_rules = [rule for rule in pathway.deadlines if rule.kind == "stage"]
-    clock_rules = [rule for rule in pathway.deadlines if rule.kind == "clock"]
+    clock_rules = [rule for rule in pathway.deadlines if rule.kind != "stage"]
     if stage_rules:
         lines += ["", "Stage deadlines (from entering the stage)"]
         for rule in stage_rules:
             lines += _rule_lines(rule, f"stage {rule.stage}")
     if clock_rules:
-        lines += ["", "Statutory clocks (from the anchor fact's date)"]
+        lines += ["", "Statutory clocks and windows (from the date facts recorded)"]
         for rule in clock_rules:
-            lines += _rule_lines(rule, f"from {rule.anchor_fact}")
+            lines += _rule_lines(rule, _clock_start(rule))
     return "\n".join(lines) + "\n"
+
+
+def _clock_start(rule: DeadlineRule) -> str:
+    """What starts a clock, in words: its anchor, its candidates or its condition."""
+    if rule.cumulative is not None:
+        starts = " or ".join(
+            f"{s.anchor} + {s.plus}" if s.plus else s.anchor for s in rule.cumulative.starts
+        )
+        return (
+            f"days from the earliest of {starts}, ended by {rule.cumulative.leaves}, "
+            f"begun again by {rule.cumulative.returns}"
+        )
+    if rule.candidates:
+        candidates = "; ".join(
+            f"{c.anchor} + {c.duration}"
+            + (f" if {c.when_preceded_by} is earlier" if c.when_preceded_by else "")
+            for c in rule.candidates
+        )
+        return f"earliest of {candidates}"
+    first = "the first " if rule.from_first else ""
+    return f"from {first}{rule.anchor_fact}"
 
 
 def render_mermaid(pathway: Pathway) -> str:
@@ -111,7 +132,16 @@ def _transition_lines(transition: Transition) -> list[str]:
 
 
 def _rule_lines(rule: DeadlineRule, start: str) -> list[str]:
-    span = str(rule.duration)
+    if rule.cumulative is not None:
+        span = f"{rule.cumulative.reaches} of the last {rule.cumulative.within}"
+    elif rule.candidates:
+        span = "the earliest date"
+    elif rule.opens is not None:
+        span = f"window from {rule.opens} to {rule.duration}"
+    else:
+        span = str(rule.duration)
+    if rule.counting == "beginning_with":
+        span += " (beginning with that day)"
     if rule.recur_fact is not None and rule.recur_durations:
         later = ", then ".join(str(duration) for duration in rule.recur_durations)
         span += f"; then from each {rule.recur_fact}: {later}"
@@ -120,11 +150,18 @@ def _rule_lines(rule: DeadlineRule, start: str) -> list[str]:
         reminders = "; ".join(_reminder_text(reminder) for reminder in rule.reminders)
         lines.append(f"{_INDENT * 3}reminders: {reminders}")
     lines.append(f"{_INDENT * 3}escalates to: {rule.escalate_to}")
+    if rule.settled_by:
+        lines.append(f"{_INDENT * 3}settled by: {', '.join(rule.settled_by)}")
+    if rule.kind != "stage" or not rule.pausable:
+        lines.append(f"{_INDENT * 3}pauses: {'move it' if rule.pausable else 'never move it'}")
     if rule.extension is not None:
         ext = rule.extension
-        times = "time" if ext.limit == 1 else "times"
+        if ext.limit is None:
+            how_often = "as often as granted"
+        else:
+            how_often = f"at most {ext.limit} {'time' if ext.limit == 1 else 'times'}"
         lines.append(
-            f"{_INDENT * 3}extension: {ext.step} at a time, at most {ext.limit} {times}, "
+            f"{_INDENT * 3}extension: up to {ext.step} at a time, {how_often}, "
             f"by {', '.join(sorted(ext.roles))}"
         )
     return lines
