@@ -70,6 +70,13 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 #: The longest duration a rule may state, in any unit (1,000 months is over 83 years).
 _MAX_AMOUNT = 1000
 _DEFAULT_COUNTING: Counting = "after"
+#: What a date fact does under each key, for the message when a key names another type.
+_DATE_FACT_ROLES = {
+    "settled_by": "settled_by names date facts (the day recorded settles the clock)",
+    "when_preceded_by": "when_preceded_by names a date fact to compare with the anchor",
+    "leaves": "leaves names the date fact that ends a period in the condition",
+    "returns": "returns names the date fact that begins another period in the condition",
+}
 _DEADLINE_OPTIONAL = (
     "duration",
     "stage",
@@ -103,12 +110,36 @@ _KIND_WORDS = {
     "earliest_of": "an earliest_of clock",
     "cumulative": "a cumulative clock",
 }
-_ROUGH_DAYS = {"working_days": 1.4, "days": 1.0, "weeks": 7.0, "months": 30.4}
 
 
-def _rough_days(duration: Duration) -> float:
-    """A duration's length in days, near enough to order two durations of different units."""
-    return duration.amount * _ROUGH_DAYS[duration.unit]
+def _span_bounds(duration: Duration) -> tuple[float, float]:
+    """The fewest and most calendar days ``duration`` can span, wherever it starts.
+
+    A month is 28 to 31 days, and n months stay within 3 days of n average months; n working
+    days span at least n days and, with their weekends and a run of holidays (Christmas and New
+    Year), fewer than n * 7/5 + 12.
+    """
+    n = duration.amount
+    match duration.unit:
+        case "days":
+            return n, n
+        case "weeks":
+            return 7 * n, 7 * n
+        case "months":
+            return max(28 * n, 30.44 * n - 3), min(31 * n, 30.44 * n + 3)
+        case _:
+            return n, n * 7 / 5 + 12
+
+
+def _surely_longer(longer: Duration, shorter: Duration) -> bool:
+    """Whether ``longer`` spans more days than ``shorter`` wherever on the calendar both start.
+
+    Same units compare exactly; otherwise the fewest days ``longer`` can span must exceed the
+    most ``shorter`` can (``31 days`` is not surely longer than ``1 months``; ``32 days`` is).
+    """
+    if longer.unit == shorter.unit:
+        return longer.amount > shorter.amount
+    return _span_bounds(longer)[0] > _span_bounds(shorter)[1]
 
 
 #: Attributes the ``transitions`` library (and the bound case) give a model: a trigger with one
@@ -1014,7 +1045,9 @@ class _Compiler:
             return name
         fact_type = self._facts.get(name)
         if fact_type is not None and fact_type != "date":
-            self._bad(node, f"fact {name!r} is of type {fact_type}; a clock runs from a date fact")
+            key = node.path.rsplit(".", 1)[-1].split("[", 1)[0]
+            why = _DATE_FACT_ROLES.get(key, "a clock runs from a date fact")
+            self._bad(node, f"fact {name!r} is of type {fact_type}; {why}")
             return None
         return name
 
@@ -1077,7 +1110,9 @@ class _Compiler:
             else None
         )
         kind = self._deadline_kind(node, entries)
-        ok = ok and kind is not None and self._compatible(node, entries, kind)
+        # Checked whatever else is wrong with the rule, so every problem is reported at once.
+        compatible = kind is not None and self._compatible(node, entries, kind)
+        ok = ok and compatible
         duration_ok, duration = self._optional(entries, "duration", self._duration)
         stage_ok, stage = self._optional(entries, "stage", self._deadline_stage)
         anchor_ok, anchor = self._optional(entries, "anchor", self._date_fact)
@@ -1113,6 +1148,14 @@ class _Compiler:
             entries, "met_by", lambda n: self._refs(n, self._triggers, "trigger")
         )
         ok = ok and extension_ok and recurs_ok and met_by_ok
+        starting = {anchor, recurs[0] if recurs else None} - {None}
+        for fact in settled_by or ():
+            if fact in starting:
+                self._bad(
+                    entries["settled_by"],
+                    f"{fact!r} starts this clock; a fact cannot both start and settle it",
+                )
+                ok = False
         if kind == "window" and pausable:
             self._bad(entries["pausable"], "a window never pauses; leave pausable out")
             ok = False
@@ -1262,11 +1305,16 @@ class _Compiler:
                 "it must close after it opens",
             )
             return None
-        if _rough_days(closes) <= _rough_days(opens) and opens.unit != closes.unit:
+        if opens.unit != closes.unit and not _surely_longer(closes, opens):
+            if _surely_longer(opens, closes):
+                how = "before it opens"
+            elif {opens.unit, closes.unit} <= {"days", "weeks"}:
+                how = "no later than it opens"
+            else:
+                how = "no later than it opens on some dates"
             self._bad(
                 entries["closes"],
-                f"the window closes ({closes}) before it opens ({opens}); "
-                "it must close after it opens",
+                f"the window closes ({closes}) {how} ({opens}); it must close after it opens",
             )
             return None
         return opens, closes
@@ -1294,23 +1342,41 @@ class _Compiler:
         returns = self._date_fact(entries["returns"]) if "returns" in entries else None
         reaches = self._duration(entries["reaches"]) if "reaches" in entries else None
         within = self._duration(entries["within"]) if "within" in entries else None
+        # Every check runs, so each problem of the block is reported at once.
+        sound = True
+        anchors = [condition.anchor for condition in starts or ()]
+        for index, condition_start in enumerate(starts or ()):
+            if condition_start in (starts or [])[:index]:
+                self._bad(items[index] if items else node, "is the same start as an earlier one")
+                sound = False
+        for key, fact in (("leaves", leaves), ("returns", returns)):
+            if fact is not None and fact in anchors:
+                self._bad(entries[key], f"{fact!r} is one of the starts; name another fact")
+                sound = False
         if leaves is not None and leaves == returns:
             self._bad(entries["returns"], "must name a fact other than leaves")
-            return None
-        if (
-            reaches is not None
-            and within is not None
-            and _rough_days(within) <= _rough_days(reaches)
-        ):
+            sound = False
+        for key, duration in (("reaches", reaches), ("within", within)):
+            if duration is not None and duration.unit == "working_days":
+                self._bad(
+                    entries[key],
+                    "a cumulative clock counts calendar days; use days, weeks or months",
+                )
+                sound = False
+        if reaches is not None and within is not None and not _surely_longer(within, reaches):
             self._bad(
                 entries["within"],
                 f"the rolling period ({within}) must be longer than what it counts to ({reaches})",
             )
-            return None
-        if starts is None or leaves is None or returns is None or reaches is None or within is None:
-            return None
-        if reaches.unit == "working_days" or within.unit == "working_days":
-            self._bad(node, "a cumulative clock counts calendar days; use days, weeks or months")
+            sound = False
+        if (
+            not sound
+            or starts is None
+            or leaves is None
+            or returns is None
+            or reaches is None
+            or within is None
+        ):
             return None
         return Cumulative(
             starts=tuple(starts), leaves=leaves, returns=returns, reaches=reaches, within=within
