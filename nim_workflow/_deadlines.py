@@ -906,7 +906,6 @@ def _base_due(
 
 def rework_open(
     conn: Connection,
-    old: CaseClock,
     new: CaseClock,
     stage: str,
     facts: Mapping[str, Any],
@@ -920,7 +919,8 @@ def rework_open(
     its anchors (its start date, the case's facts, a cumulative clock's periods) under the new
     rule, with finished pauses (on pausable rules) and granted extensions applied again; one the
     new version no longer has, or that belongs to a stage the case is not in, is cancelled.
-    Rules the new version adds start from what the case already holds. Returns one change per
+    What the new version runs that the case lacks starts from what the case already holds (rules
+    it adds, the deadlines of a stage a stage map moved the case to). Returns one change per
     deadline touched: ``{"deadline", "occurrence", "from", "to", "change"}``.
     """
     changes: list[dict[str, Any]] = []
@@ -971,29 +971,41 @@ def rework_open(
         changes.append(
             _change(row, row.due_on, due_on, "unchanged" if due_on == row.due_on else "moved")
         )
-    changes.extend(_start_new_rules(conn, old, new, stage, facts, stage_started_on, at))
+    changes.extend(_start_missing_rules(conn, new, stage, facts, stage_started_on, at))
     return changes
 
 
-def _start_new_rules(
+def _start_missing_rules(
     conn: Connection,
-    old: CaseClock,
     new: CaseClock,
     stage: str,
     facts: Mapping[str, Any],
     stage_started_on: dt.date,
     at: dt.datetime,
 ) -> list[dict[str, Any]]:
-    """Open the deadlines of rules the old version did not have, from what the case holds."""
-    known = {rule.name for rule in old.pathway.deadlines}
+    """Open what the new version runs that the case lacks.
+
+    The deadlines of the case's stage with none open (a rule the new version adds, or one a
+    stage map brought the case to), from the day the case entered that stage; and the clocks
+    the case has never had a deadline of, from the facts it holds.
+    """
     opened: list[dict[str, Any]] = []
+    had = {
+        (row.rule, row.status)
+        for row in conn.execute(
+            sa.select(deadlines.c.rule, deadlines.c.status).where(
+                deadlines.c.reference == new.reference
+            )
+        )
+    }
     for rule in new.pathway.deadlines:
-        if rule.name in known:
-            continue
         if rule.stage is not None:
-            if rule.stage == stage:
-                open_deadline(conn, new, rule, occurrence=1, start_on=stage_started_on, at=at)
+            if rule.stage != stage or (rule.name, "open") in had:
+                continue
+            open_deadline(conn, new, rule, occurrence=1, start_on=stage_started_on, at=at)
         else:
+            if any(name == rule.name for name, _ in had):
+                continue
             dates = {f: facts[f] for f in rule.facts if isinstance(facts.get(f), dt.date)}
             only = CaseClock(new.reference, new.site, _only(new.pathway, rule), new.calendar)
             record_clock_facts(conn, only, dates, at, facts=facts)
@@ -1059,15 +1071,29 @@ def _anchor_text(rule: DeadlineRule, row: Any) -> str:
 
 
 def explanation(clock: CaseClock, row: Any) -> Explanation:
-    """Rebuild why a stored deadline is due when it is."""
-    rule = clock.pathway.rule(row.rule)
-    span = row_span(rule, row)
-    anchor = _anchor_text(rule, row)
+    """Rebuild why a stored deadline is due when it is.
+
+    A deadline settled under an older version of the pathway may have a rule the case's version
+    no longer has (a case moved by ``upgrade_cases``): it is explained from its row alone.
+    """
+    try:
+        rule: DeadlineRule | None = clock.pathway.rule(row.rule)
+    except KeyError:
+        rule = None
+    if rule is None:
+        anchor = f"a rule version {clock.pathway.version} no longer has"
+        rule_text = f"{row.rule}: {row.status} under an earlier version of {clock.pathway.id}"
+        span_unit = None
+    else:
+        span = row_span(rule, row)
+        anchor = _anchor_text(rule, row)
+        rule_text = _rule_text(clock, rule, span, row)
+        span_unit = span.unit
     # Holidays and closures matter only to working-day rules; name every one between the start
     # and the due date as it stands now, so days a pause or extension pushed it over count too.
     skipped = (
         tuple(clock.calendar.skipped(row.start_on, row.due_on))
-        if span.unit == "working_days"
+        if span_unit == "working_days"
         else ()
     )
     adjustments = tuple(
@@ -1084,7 +1110,7 @@ def explanation(clock: CaseClock, row: Any) -> Explanation:
     return Explanation(
         start_on=row.start_on,
         anchor=anchor,
-        rule=_rule_text(clock, rule, span, row),
+        rule=rule_text,
         base_due_on=row.base_due_on,
         skipped=skipped,
         adjustments=adjustments,

@@ -1205,7 +1205,7 @@ class Engine:
             )
             stage_started_on = new.calendar.local_date(when)
         changes = _deadlines.rework_open(
-            conn, old, new, stage, facts, closed_pauses, stage_started_on, when
+            conn, new, stage, facts, closed_pauses, stage_started_on, when
         )
         self._update_case(
             conn,

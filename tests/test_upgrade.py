@@ -403,3 +403,49 @@ def test_an_upgrade_over_the_demo_database_moves_every_running_case_and_keeps_th
             "final_report",
             "permanency_hearing",
         }
+
+
+def _without_treatment_variant(tmp_path: Path) -> Path:
+    """England at version 3 with no treatment stage: its triggers and deadline are gone."""
+    text = Path(str(bundled_path("nim-uk-england"))).read_text(encoding="utf-8")
+    text = re.sub(r"^version: 2\b.*$", "version: 3", text, count=1, flags=re.MULTILINE)
+    blocks = (
+        r"  - \{id: treatment, title: Treatment\}\n",
+        r"  - trigger: offer_treatment\n(?:    .*\n)+",
+        r"  - trigger: complete_treatment\n(?:    .*\n)+",
+        r"  - name: treatment\n(?:    .*\n|      .*\n)+",
+    )
+    for block in blocks:
+        text, found = re.subn(block, "", text, count=1)
+        assert found == 1, block
+    path = tmp_path / "england-no-treatment.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_mapped_case_gets_its_new_stages_deadline_and_a_dropped_rule_stays_explained(
+    db_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Mapped from treatment to recommendation: final_report opens, treatment is cancelled."""
+    with nw.Engine(db_url, clock=clock) as engine:
+        engine.migrate()
+        _case_in_treatment(engine, "LDN-D")
+    newer = _without_treatment_variant(tmp_path)
+    with nw.Engine(db_url, clock=clock, pathways=[newer]) as engine:
+        (done,) = engine.upgrade_cases(
+            "nim-uk-england",
+            actor=COORDINATOR,
+            reason=REASON,
+            stage_map={"treatment": "recommendation"},
+            at=utc(2026, 4, 1, 9),
+        )
+        changes = {c.name: (c.due_on_before, c.due_on_after, c.change) for c in done.changes}
+        # treatment (due 2 Aug 2026) has no rule in version 3; final_report runs 4 weeks from
+        # the day the case was moved into recommendation, Wed 1 Apr 2026: 29 April.
+        assert changes["treatment"] == (date(2026, 8, 2), None, "cancelled")
+        assert changes["final_report"] == (None, date(2026, 4, 29), "opened")
+        listed = {d.name: d for d in engine.deadlines("LDN-D")}
+        assert listed["treatment"].status == "cancelled"
+        assert "no longer has" in listed["treatment"].explain().anchor
+        assert listed["final_report"].status == "open"
+        assert engine.case("LDN-D").stage == "recommendation"
