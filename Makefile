@@ -5,6 +5,7 @@
 #                (extra pytest arguments: make test PYTEST_ARGS='-k calendar -x')
 #   make lint    ruff check, ruff format --check, mypy
 #   make demo    run the command-line demo
+#   make soak    the long adversarial runs (stateful, kill and multi-process), minutes each
 #   make clean   remove the virtualenv, caches and build output
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nim-workflow-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint soak clean
 
 venv: $(STAMP)
 
@@ -37,6 +38,10 @@ test: venv
 	@rc=0; tools/with-postgres.sh $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# The long runs marked `soak` (deselected from `make test`), on SQLite and a throwaway PostgreSQL.
+soak: venv
+	NIM_WORKFLOW_SOAK=1 tools/with-postgres.sh $(BIN)/pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
 
 # All three checks run even when one fails, so a single run shows every problem.
 lint: venv

@@ -46,11 +46,30 @@ def pg_url_from_environment(environ: Mapping[str, str]) -> str:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a PostgreSQL fixture, so ``-m 'not postgres'`` leaves it out."""
+#: Set (to anything but "" or "0") by ``make soak`` to run the long adversarial runs.
+SOAK_VARIABLE = "NIM_WORKFLOW_SOAK"
+
+
+def soak_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether the long runs marked ``soak`` are wanted (``make soak``)."""
+    return environ.get(SOAK_VARIABLE, "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses a PostgreSQL fixture, so ``-m 'not postgres'`` leaves it out.
+
+    Tests marked ``soak`` (minutes each) are deselected unless ``make soak`` asked for them;
+    their short versions run in every suite.
+    """
     for item in items:
         if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(POSTGRES_MARK)
+    if soak_enabled(os.environ):
+        return
+    long_runs = [item for item in items if item.get_closest_marker("soak") is not None]
+    if long_runs:
+        config.hook.pytest_deselected(items=long_runs)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
 
 
 @pytest.fixture(scope="session")
