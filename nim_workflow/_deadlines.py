@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from nim_workflow._calendar import WorkingCalendar
+from nim_workflow._calendar import WorkingCalendar, calendar_for
 from nim_workflow._errors import InvalidInput
 from nim_workflow._pathway._model import DeadlineRule, Duration, Pathway
 from nim_workflow._store._schema import alarms, deadlines
@@ -29,12 +29,27 @@ SYSTEM_ACTOR = "system:deadline-processor"
 
 @dataclass(frozen=True, slots=True)
 class CaseClock:
-    """What deadline arithmetic needs to know about one case."""
+    """What deadline arithmetic needs to know about one case.
+
+    ``calendar`` is the site's: its holidays and its own closures, which the team's stage
+    deadlines count. A statutory clock counts the law's working days, which a site's closures do
+    not change (a "working day" in the regulations is any but a weekend day or a bank holiday):
+    :meth:`for_rule` gives each rule the calendar it counts in.
+    """
 
     reference: str
     site: str
     pathway: Pathway
     calendar: WorkingCalendar
+
+    @property
+    def law_calendar(self) -> WorkingCalendar:
+        """The pathway's holiday calendar without the site's closures."""
+        return calendar_for(self.pathway.calendar, self.pathway.timezone)
+
+    def for_rule(self, rule: DeadlineRule) -> WorkingCalendar:
+        """The calendar ``rule`` counts in: the site's for stage deadlines, the law's otherwise."""
+        return self.calendar if rule.stage is not None else self.law_calendar
 
 
 # -- opening, settling, cancelling ----------------------------------------------------------------
@@ -60,9 +75,11 @@ def open_deadline(
     """
     span = duration or rule.duration_for(occurrence)
     if due_on is None:
-        due_on = clock.calendar.add(start_on, span, rule.counting)
+        due_on = clock.for_rule(rule).add(start_on, span, rule.counting)
     opens_on = (
-        clock.calendar.add(start_on, rule.opens, rule.counting) if rule.opens is not None else None
+        clock.for_rule(rule).add(start_on, rule.opens, rule.counting)
+        if rule.opens is not None
+        else None
     )
     result = conn.execute(
         deadlines.insert().values(
@@ -350,7 +367,7 @@ def governing_candidate(
             before = facts.get(candidate.when_preceded_by)
             if not isinstance(before, dt.date) or not before < anchor:
                 continue
-        due = clock.calendar.add(anchor, candidate.duration, rule.counting)
+        due = clock.for_rule(rule).add(anchor, candidate.duration, rule.counting)
         if best is None or due < best[2]:
             best = (index, anchor, due)
     return best
@@ -759,10 +776,11 @@ def shift_for_pause(
             continue
         unit = row_span(rule, row).unit
         # A clock started during the pause stood still only from its own start.
-        count = clock.calendar.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
+        cal = clock.for_rule(rule)
+        count = cal.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
         if count <= 0:
             continue
-        new_due = clock.calendar.shift(row.due_on, unit, count)
+        new_due = cal.shift(row.due_on, unit, count)
         shift_unit = "working_days" if unit == "working_days" else "days"
         adjustment = {
             "kind": "pause",
@@ -806,7 +824,7 @@ def extend(
 ) -> dt.date:
     """Move one open deadline later by ``by`` (what was granted); return the new due date."""
     assert rule.extension is not None
-    new_due = clock.calendar.add(row.due_on, by)
+    new_due = clock.for_rule(rule).add(row.due_on, by)
     limit = rule.extension.limit
     of = f" of {limit}" if limit is not None else ""
     adjustment = {
@@ -821,13 +839,16 @@ def extend(
     return new_due
 
 
-def longer_than(clock: CaseClock, due_on: dt.date, by: Duration, step: Duration) -> bool:
+def longer_than(
+    clock: CaseClock, rule: DeadlineRule, due_on: dt.date, by: Duration, step: Duration
+) -> bool:
     """Whether extending from ``due_on`` by ``by`` goes further than the rule's ``step`` would.
 
     Compared on the calendar, from the date being extended, so "4 weeks" against a step of
     "1 months" or "10 working_days" against "2 weeks" is decided by where each would land.
     """
-    return clock.calendar.add(due_on, by) > clock.calendar.add(due_on, step)
+    cal = clock.for_rule(rule)
+    return cal.add(due_on, by) > cal.add(due_on, step)
 
 
 # -- moving a case onto another version of its pathway --------------------------------------------
@@ -848,14 +869,15 @@ def _replayed_due(
     due = base_due
     adjustments: list[dict[str, Any]] = []
     unit = row_span(rule, row).unit
+    cal = clock.for_rule(rule)
     if rule.pausable:
         for paused_on, resumed_on in closed_pauses:
             if due < paused_on:
                 continue
-            count = clock.calendar.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
+            count = cal.pause_shift(unit, max(paused_on, row.start_on), resumed_on)
             if count <= 0:
                 continue
-            new_due = clock.calendar.shift(due, unit, count)
+            new_due = cal.shift(due, unit, count)
             shift_unit = "working_days" if unit == "working_days" else "days"
             adjustments.append(
                 {
@@ -871,7 +893,7 @@ def _replayed_due(
     for old in row.adjustments or ():
         if old.get("kind") != "extension":
             continue
-        new_due = clock.calendar.add(due, Duration.parse(str(old["shift"])))
+        new_due = cal.add(due, Duration.parse(str(old["shift"])))
         adjustments.append(
             {**old, "previous_due_on": due.isoformat(), "due_on": new_due.isoformat()}
         )
@@ -901,7 +923,7 @@ def _base_due(
         index, anchor_on, due_on = governing
         return anchor_on, due_on, {"candidate": index, "anchor": rule.candidates[index].anchor}
     span = rule.duration_for(row.occurrence)
-    return row.start_on, clock.calendar.add(row.start_on, span, rule.counting), None
+    return row.start_on, clock.for_rule(rule).add(row.start_on, span, rule.counting), None
 
 
 def rework_open(
@@ -941,7 +963,9 @@ def rework_open(
             continue
         start_on, base_due, basis = worked
         due_on, adjustments = _replayed_due(new, rule, row, base_due, closed_pauses)
-        opens_on = new.calendar.add(start_on, rule.opens, rule.counting) if rule.opens else None
+        opens_on = (
+            new.for_rule(rule).add(start_on, rule.opens, rule.counting) if rule.opens else None
+        )
         conn.execute(
             deadlines.update()
             .where(deadlines.c.id == row.id)
@@ -1092,8 +1116,8 @@ def explanation(clock: CaseClock, row: Any) -> Explanation:
     # Holidays and closures matter only to working-day rules; name every one between the start
     # and the due date as it stands now, so days a pause or extension pushed it over count too.
     skipped = (
-        tuple(clock.calendar.skipped(row.start_on, row.due_on))
-        if span_unit == "working_days"
+        tuple(clock.for_rule(rule).skipped(row.start_on, row.due_on))
+        if rule is not None and span_unit == "working_days"
         else ()
     )
     adjustments = tuple(

@@ -974,7 +974,9 @@ class Engine:
                     f"case {reference} has no open {name!r} deadline to extend", field="name"
                 )
             step = rule.extension.step
-            if granted is not None and _deadlines.longer_than(clock, target.due_on, granted, step):
+            if granted is not None and _deadlines.longer_than(
+                clock, rule, target.due_on, granted, step
+            ):
                 raise InvalidInput(
                     f"by={granted} is longer than the most {name!r} may be extended at a time "
                     f"({step})",

@@ -960,3 +960,30 @@ def test_explain_names_the_recurring_fact_for_later_occurrences(engine: nw.Engin
     assert "3 months" in second.rule
     assert second.skipped == ()
     assert (second.start_on, second.due_on) == (date(2027, 4, 14), date(2027, 7, 14))
+
+
+def test_a_site_closure_moves_stage_deadlines_but_never_a_statutory_working_day_clock(
+    db_url: str,
+) -> None:
+    """A London office closure on Wed 7 Jan 2026 delays the referral, not the LAC review.
+
+    The regulations' working day is any day but a weekend day, Christmas Day, Good Friday or a
+    bank holiday (Care Planning, Placement and Case Review (England) Regulations 2010, reg. 2),
+    so the first review stays 20 working days after entry to care whatever the office does.
+    """
+    closed = {"london": [date(2026, 1, 7)]}
+    with migrated_engine(db_url, FakeClock(utc(2026, 1, 5)), closures=closed) as engine:
+        open_case(
+            engine,
+            "LDN-CL",
+            ENGLAND,
+            utc(2026, 1, 5, 10),
+            facts={"entered_care_on": date(2026, 1, 5)},
+        )
+        # referral_decision, 10 working days from Mon 5 Jan: 6, 8, 9 (3, the 7th closed);
+        # 12..16 (8); 19, 20 (10) -> Tue 20 Jan. lac_review, 20 working days: 6..9 (4),
+        # 12..16 (9), 19..23 (14), 26..30 (19), Mon 2 Feb (20).
+        assert deadline(engine, "LDN-CL", "referral_decision").due_on == date(2026, 1, 20)
+        review = deadline(engine, "LDN-CL", "lac_review")
+        assert review.due_on == date(2026, 2, 2)
+        assert review.explain().skipped == ()
