@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import click
 import sqlalchemy as sa
 
 import nim_workflow as nw
+from nim_workflow import _validate
 from nim_workflow._engine import DEFAULT_URL
 from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._model import FactSpec
@@ -45,6 +47,10 @@ EXIT_INTEGRITY = 3
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SPAN = re.compile(r"^\s*(\d+)\s*([dw])\s*$", re.IGNORECASE)
+#: The longest span --within takes: ten years ahead is more than any pathway runs.
+_MAX_SPAN_DAYS = 3650
+#: Unicode categories never printed raw: control, format (bidi), separators, surrogates.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 _TRUE = frozenset({"true", "yes"})
 _FALSE = frozenset({"false", "no"})
 _ALARMS: tuple[EventKind, ...] = ("reminder", "breach", "escalation")
@@ -81,9 +87,9 @@ class _When(_DateTimeType):
         text = str(value).strip()
         if "T" not in text.upper() and " " not in text:
             try:
-                day = dt.date.fromisoformat(text)
-            except ValueError:
-                self.fail(f"{text!r} is not an ISO date (YYYY-MM-DD) or datetime", param, ctx)
+                day = _validate.date_value(text, param.name if param and param.name else "at")
+            except nw.InvalidInput as exc:
+                self.fail(str(exc), param, ctx)
             # Noon UTC is the same local date in every site's time zone the pathways use.
             return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
         try:
@@ -113,8 +119,10 @@ class _Span(_SpanType):
         match = _SPAN.match(str(value))
         if match is None:
             self.fail(f"{value!r} is not a span; write days as 14d or weeks as 2w", param, ctx)
-        amount = int(match.group(1))
-        return dt.timedelta(days=amount * (7 if match.group(2).lower() == "w" else 1))
+        days = int(match.group(1)) * (7 if match.group(2).lower() == "w" else 1)
+        if days > _MAX_SPAN_DAYS:
+            self.fail(f"{value!r} is more than {_MAX_SPAN_DAYS} days ahead", param, ctx)
+        return dt.timedelta(days=days)
 
 
 WHEN = _When()
@@ -202,8 +210,30 @@ def _no_database(where: str) -> str:
 # -- errors and exit codes ------------------------------------------------------------------------
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and bidirectional-format characters shown as escapes.
+
+    The engine refuses them in what it stores, but a database written by other means could
+    hold them; printed raw they could recolour or rewrite a coordinator's terminal, or reorder
+    what a line seems to say.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char
+        if char in "\n\t" or unicodedata.category(char) not in _HIDDEN
+        else f"\\u{ord(char):04x}"
+        for char in text
+    )
+
+
+def _echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for everything the command prints, made safe for a terminal."""
+    click.echo(_printable(str(message)), err=err, nl=nl)
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    _echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(code)
 
 
@@ -217,7 +247,7 @@ class _Group(click.Group):
             _fail(str(exc), EXIT_REFUSED)
         except nw.PathwayError as exc:
             for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
+                _echo(f"error: {problem}", err=True)
             raise click.exceptions.Exit(EXIT_BAD_INPUT) from None
         except nw.NimWorkflowError as exc:
             # CaseNotFound, CaseExists, InvalidInput and anything else the engine refuses.
@@ -274,7 +304,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
+    _echo(json.dumps(_jsonable(data), indent=2, ensure_ascii=False))
 
 
 def _wants_json(ctx: click.Context, flag: bool) -> bool:
@@ -337,12 +367,7 @@ def _fact_value(spec: FactSpec, text: str) -> Any:
             return False
         raise nw.InvalidInput(f"fact {spec.name!r} is true or false, not {text!r}", field=spec.name)
     if spec.type == "date":
-        try:
-            return dt.date.fromisoformat(text)
-        except ValueError:
-            raise nw.InvalidInput(
-                f"fact {spec.name!r} is a date; {text!r} is not YYYY-MM-DD", field=spec.name
-            ) from None
+        return _validate.date_value(text, spec.name)
     return text
 
 
@@ -474,9 +499,9 @@ def demo(url: str, html: str) -> None:
             result = run_demo(url, html=html, progress=progress)
         except OSError as exc:
             _fail(f"the demo could not write its files: {exc}", EXIT_BAD_INPUT)
-    click.echo(format_summary(result.summary))
+    _echo(format_summary(result.summary))
     if result.html:
-        click.echo(f"report: {result.html}")
+        _echo(f"report: {result.html}")
 
 
 # -- db -------------------------------------------------------------------------------------------
@@ -497,7 +522,7 @@ def db_upgrade(ctx: click.Context) -> None:
         engine.migrate()
     finally:
         engine.close()
-    click.echo(f"database ready: {_describe(runtime.url)}")
+    _echo(f"database ready: {_describe(runtime.url)}")
 
 
 # -- pathway --------------------------------------------------------------------------------------
@@ -522,9 +547,9 @@ def pathway_validate(files: tuple[str, ...]) -> None:
         except nw.PathwayError as exc:
             invalid = True
             for problem in exc.problems:
-                click.echo(str(problem))
+                _echo(str(problem))
             continue
-        click.echo(f"ok {name}: {loaded.id} v{loaded.version}")
+        _echo(f"ok {name}: {loaded.id} v{loaded.version}")
     if invalid:
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
@@ -558,7 +583,7 @@ def pathway_show(pathway_id: str, fmt: str) -> None:
             f"no pathway {pathway_id!r}: give a bundled id ({known}) or a pathway file"
         )
     render = render_mermaid if fmt == "mermaid" else render_text
-    click.echo(render(definition), nl=False)
+    _echo(render(definition), nl=False)
 
 
 # -- case -----------------------------------------------------------------------------------------
@@ -604,7 +629,7 @@ def case_open(
         at=at,
         facts=_parse_facts(definition, facts),
     )
-    click.echo(
+    _echo(
         f"opened {opened.reference} on {opened.pathway_id} v{opened.pathway_version} at "
         f"{opened.site}: stage {opened.stage} (version {opened.version})"
     )
@@ -661,7 +686,7 @@ def case_fire(
     text = f"{moved.reference}: {trigger}: {before.stage} -> {moved.stage}"
     if moved.outcome is not None:
         text += f", closed with outcome {moved.outcome}"
-    click.echo(f"{text} (version {moved.version})")
+    _echo(f"{text} (version {moved.version})")
 
 
 @case.command(
@@ -693,10 +718,10 @@ def case_record(
     parsed = _parse_facts(_pathway_of(engine, before), facts)
     after = engine.record(reference, parsed, actor=_actor(actor_id, roles), at=at)
     if after.version == before.version:
-        click.echo(f"{reference}: nothing changed; those facts were already recorded")
+        _echo(f"{reference}: nothing changed; those facts were already recorded")
         return
     changed = {k: v for k, v in after.facts.items() if before.facts.get(k) != v}
-    click.echo(f"{reference}: recorded {_facts_text(changed)} (version {after.version})")
+    _echo(f"{reference}: recorded {_facts_text(changed)} (version {after.version})")
 
 
 @case.command(
@@ -725,7 +750,7 @@ def case_pause(
     """
     engine = _runtime(ctx).engine()
     paused = engine.pause(reference, actor=_actor(actor_id, roles), reason=reason, at=at)
-    click.echo(
+    _echo(
         f"{reference}: paused in stage {paused.stage}; its stage deadlines stand still "
         "(statutory clocks run on)"
     )
@@ -754,10 +779,10 @@ def case_resume(
     """
     engine = _runtime(ctx).engine()
     engine.resume(reference, actor=_actor(actor_id, roles), at=at, reason=reason)
-    click.echo(f"{reference}: resumed")
+    _echo(f"{reference}: resumed")
     for deadline in engine.deadlines(reference):
         if deadline.status == "open":
-            click.echo(f"  {deadline.name} now due on {deadline.due_on.isoformat()}")
+            _echo(f"  {deadline.name} now due on {deadline.due_on.isoformat()}")
 
 
 @case.command(
@@ -799,7 +824,7 @@ def case_extend(
     extended = engine.extend_deadline(
         reference, deadline, actor=_actor(actor_id, roles), reason=reason, at=at, by=by
     )
-    click.echo(
+    _echo(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "
         f"now due on {extended.due_on.isoformat()}"
     )
@@ -872,24 +897,20 @@ def case_upgrade(
         return
     verb = "would move" if dry_run else "moved"
     changed = sum(upgrade.dates_changed for upgrade in done)
-    click.echo(f"{pathway_id}: {verb} {len(done)} case(s); {changed} due date(s) change")
+    _echo(f"{pathway_id}: {verb} {len(done)} case(s); {changed} due date(s) change")
     for upgrade in done:
         stage = (
             upgrade.to_stage
             if upgrade.to_stage == upgrade.from_stage
             else f"{upgrade.from_stage} -> {upgrade.to_stage}"
         )
-        click.echo(
-            f"{upgrade.reference}: v{upgrade.from_version} -> v{upgrade.to_version}, {stage}"
-        )
+        _echo(f"{upgrade.reference}: v{upgrade.from_version} -> v{upgrade.to_version}, {stage}")
         for change in upgrade.changes:
             if change.change == "unchanged":
                 continue
             before = change.due_on_before.isoformat() if change.due_on_before else "-"
             after = change.due_on_after.isoformat() if change.due_on_after else "-"
-            click.echo(
-                f"  {change.name} #{change.occurrence}: {before} -> {after} ({change.change})"
-            )
+            _echo(f"  {change.name} #{change.occurrence}: {before} -> {after} ({change.change})")
 
 
 @case.command("show", epilog=_examples("nim-workflow case show LDN-2026-0001"))
@@ -989,7 +1010,7 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
         for event in trail
     ]
     lines += _indent(_table(("seq", "at", "actor", "action", "stage", "detail"), audit_rows))
-    click.echo("\n".join(lines))
+    _echo("\n".join(lines))
 
 
 def _indent(text: str) -> list[str]:
@@ -1122,7 +1143,7 @@ def cases_command(
         _echo_json(records)
         return
     if not records:
-        click.echo("no cases" if include_closed else "no open cases")
+        _echo("no cases" if include_closed else "no open cases")
         return
     headers = ("reference", "site", "pathway", "stage", "since", "days", "working days", "state")
     rows = [
@@ -1138,7 +1159,7 @@ def cases_command(
         )
         for item, entered, record in zip(found, since, records, strict=True)
     ]
-    click.echo(_table(headers, rows))
+    _echo(_table(headers, rows))
 
 
 def _state(item: nw.Case) -> str:
@@ -1171,14 +1192,14 @@ def _deadline_rows(
 
 def _print_deadlines(rows: list[dict[str, Any]], *, late: bool, empty: str) -> None:
     if not rows:
-        click.echo(empty)
+        _echo(empty)
         return
     last = "days overdue" if late else "days left"
     key = "days_overdue" if late else "days_left"
     table_rows = [
         (r["reference"], r["site"], r["deadline"], r["stage"], r["due_on"], r[key]) for r in rows
     ]
-    click.echo(_table(("reference", "site", "deadline", "stage", "due on", last), table_rows))
+    _echo(_table(("reference", "site", "deadline", "stage", "due on", last), table_rows))
 
 
 @main.command(
@@ -1258,7 +1279,7 @@ def report_command(ctx: click.Context, html: str, site: str | None, at: dt.datet
         Path(html).write_text(text, encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot write the report to {html}: {exc.strerror or exc}", EXIT_BAD_INPUT)
-    click.echo(f"report written to {html}")
+    _echo(f"report written to {html}")
 
 
 @main.group()
@@ -1272,10 +1293,10 @@ def audit_verify(ctx: click.Context) -> None:
     """Check the whole audit chain; exit 3 and list every problem if it is broken."""
     result = _runtime(ctx).engine().verify_audit()
     if result.ok:
-        click.echo(f"audit chain ok: {result.checked} events checked")
+        _echo(f"audit chain ok: {result.checked} events checked")
         return
     for problem in result.problems:
-        click.echo(problem)
+        _echo(problem)
     count = len(result.problems)
     _fail(
         f"audit chain broken: {count} problem{'s' if count != 1 else ''} "
@@ -1295,10 +1316,20 @@ def audit_verify(ctx: click.Context) -> None:
 )
 @click.option("--once", is_flag=True, help="Process what is due now, print it, and exit.")
 @_at_option("With --once: process as of this date (noon UTC) or zoned datetime.")
+@click.option(
+    "--allow-future",
+    is_flag=True,
+    help="With --once --at: allow a date after now (simulating time; fires future breaches).",
+)
 @_json_option
 @click.pass_context
 def worker_command(
-    ctx: click.Context, sweep: float, once: bool, at: dt.datetime | None, as_json: bool
+    ctx: click.Context,
+    sweep: float,
+    once: bool,
+    at: dt.datetime | None,
+    allow_future: bool,
+    as_json: bool,
 ) -> None:
     """Fire reminders, escalations and breaches as deadlines fall due, until interrupted.
 
@@ -1307,25 +1338,25 @@ def worker_command(
     """
     engine = _runtime(ctx).engine()
     if once:
-        fired = engine.process_due(at=at)
+        fired = engine.process_due(at=at, allow_future=allow_future)
         if _wants_json(ctx, as_json):
             _echo_json([_event_json(event) for event in fired])
         elif not fired:
-            click.echo("nothing due")
+            _echo("nothing due")
         else:
             for event in fired:
-                click.echo(_event_text(event))
+                _echo(_event_text(event))
         return
     if at is not None:
         raise click.UsageError("--at only applies with --once")
 
     def report(event: nw.Event) -> None:
-        click.echo(_event_text(event))
+        _echo(_event_text(event))
 
     engine.subscribe(report, kinds=_ALARMS)
     with _until_stopped() as stopped:
         engine.start_scheduler(sweep_seconds=sweep)
-        click.echo(f"worker started on {_describe(_runtime(ctx).url)}; Ctrl-C to stop")
+        _echo(f"worker started on {_describe(_runtime(ctx).url)}; Ctrl-C to stop")
         try:
             while not stopped.wait(0.5):
                 pass
@@ -1333,7 +1364,7 @@ def worker_command(
             pass
         finally:
             engine.stop_scheduler()
-    click.echo("worker stopped")
+    _echo("worker stopped")
 
 
 @contextmanager

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy import Connection, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from nim_workflow import _audit, _deadlines
+from nim_workflow import _audit, _deadlines, _validate
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._closures import bundled_closures
 from nim_workflow._deadlines import CaseClock
@@ -77,7 +77,9 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
-_MAX_REFERENCE = 100
+#: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
+#: clocks of several machines sharing one database never agree exactly.
+_FUTURE_GRACE = dt.timedelta(minutes=5)
 
 
 def _utcnow() -> dt.datetime:
@@ -143,6 +145,10 @@ class Engine:
             self._owns_engine = True
         else:
             raise InvalidInput("url must be a database URL or a SQLAlchemy Engine", field="url")
+        if clock is not None and not callable(clock):
+            raise InvalidInput(
+                "clock must be a callable returning an aware datetime", field="clock"
+            )
         self._clock: Clock = clock or _utcnow
         self._pathways: dict[tuple[str, int], Pathway] = {}
         self._latest: dict[str, Pathway] = {}
@@ -153,13 +159,18 @@ class Engine:
         self._closures: dict[str, dict[dt.date, str]] = {
             site: bundled.names for site, bundled in bundled_closures().items()
         }
+        if closures is not None and not isinstance(closures, Mapping):
+            raise InvalidInput("closures must map a site to its closure dates", field="closures")
         for site, days in (closures or {}).items():
-            checked = frozenset(days)
-            for day in checked:
-                if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
-                    raise InvalidInput(
-                        f"closures[{site!r}]: {day!r} is not a date", field="closures"
-                    )
+            _validate.identifier(site, "closures", "a site")
+            if isinstance(days, str | bytes) or not isinstance(days, Iterable):
+                raise InvalidInput(f"closures[{site!r}] must be a list of dates", field="closures")
+            checked = frozenset(
+                _validate.date_value(day, f"closures[{site!r}]")
+                if isinstance(day, dt.date) and not isinstance(day, dt.datetime)
+                else _not_a_closure_date(site, day)
+                for day in days
+            )
             named = self._closures.setdefault(site, {})
             for day in checked:
                 named.setdefault(day, "site closure")
@@ -191,6 +202,8 @@ class Engine:
 
     def pathway(self, pathway_id: str, version: int | None = None) -> Pathway:
         """A registered pathway by id (newest version unless ``version`` is given)."""
+        _validate.identifier(pathway_id, "pathway")
+        _validate.version(version, "version")
         found = (
             self._latest.get(pathway_id)
             if version is None
@@ -198,8 +211,9 @@ class Engine:
         )
         if found is None:
             known = ", ".join(sorted(self._latest)) or "none"
+            which = "" if version is None else f" version {version}"
             raise InvalidInput(
-                f"unknown pathway {pathway_id!r} (registered: {known})", field="pathway"
+                f"unknown pathway {pathway_id!r}{which} (registered: {known})", field="pathway"
             )
         return found
 
@@ -242,12 +256,14 @@ class Engine:
         Returns a function that unsubscribes. A subscriber that raises is logged and skipped:
         the change it heard of has already committed. The durable record is the audit log.
         """
+        if not callable(callback):
+            raise InvalidInput("callback must be callable with one event", field="callback")
+        if isinstance(kinds, str):
+            kinds = (kinds,)  # type: ignore[assignment]
         wanted = None if kinds is None else frozenset(kinds)
         if wanted is not None and not wanted <= set(EVENT_KINDS):
-            raise InvalidInput(
-                f"unknown event kinds: {', '.join(sorted(wanted - set(EVENT_KINDS)))}",
-                field="kinds",
-            )
+            unknown = sorted(_validate.shown(kind) for kind in wanted - set(EVENT_KINDS))
+            raise InvalidInput(f"unknown event kinds: {', '.join(unknown)}", field="kinds")
         subscription = _Subscription(callback, wanted)
         self._subscribers.append(subscription)
 
@@ -304,7 +320,7 @@ class Engine:
                     raise
                 unit.finish()
                 conn.commit()
-        except OperationalError as exc:
+        except DBAPIError as exc:
             if _is_lock_conflict(exc):
                 raise ConcurrentUpdate("(database)", None, None) from exc
             raise
@@ -331,6 +347,13 @@ class Engine:
             unit.finish()
             savepoint.commit()
             self._after_host_commit(connection, unit.events)
+            raise
+        except DBAPIError as exc:
+            savepoint.rollback()
+            if _is_lock_conflict(exc):
+                # Two host transactions locking cases in opposite orders: the database picks
+                # one to fail; the host retries it like any other lost race.
+                raise ConcurrentUpdate("(database)", None, None) from exc
             raise
         except BaseException:
             savepoint.rollback()
@@ -454,6 +477,7 @@ class Engine:
 
     def calendar(self, site: str, pathway: str) -> WorkingCalendar:
         """The working-day calendar a site uses on a pathway, closures included."""
+        _validate.identifier(site, "site")
         return self._calendar(self.pathway(pathway), site)
 
     def _clock_for(self, conn: Connection, row: Any) -> CaseClock:
@@ -463,35 +487,57 @@ class Engine:
     # -- input checks ------------------------------------------------------------------------------
 
     def _at(self, at: dt.datetime | None) -> dt.datetime:
-        value = self._clock() if at is None else at
-        if not isinstance(value, dt.datetime):
-            raise InvalidInput(f"at must be a datetime, got {value!r}", field="at")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise InvalidInput(
-                f"{value.isoformat()} is a naive datetime; give a timezone-aware one", field="at"
-            )
-        return value.astimezone(dt.UTC)
+        """``at`` checked, or the engine's clock now (also checked: a host's clock may be off)."""
+        return self._now() if at is None else _validate.instant(at)
+
+    def _now(self) -> dt.datetime:
+        return _validate.instant(self._clock(), "clock")
 
     @staticmethod
-    def _check_actor(actor: Actor) -> None:
+    def _given(at: object) -> dt.datetime | None:
+        """An explicit ``at=`` checked at the door; ``None`` means "now", read under the lock."""
+        return None if at is None else _validate.instant(at)
+
+    def _when(self, given: dt.datetime | None) -> dt.datetime:
+        """When an action on a locked case happens: as given, or the clock read now.
+
+        Read after the case lock is held, so a writer that waited for another's commit dates
+        its action after it, and meets the state the winner left (its refusal, or its own
+        ConcurrentUpdate), never a complaint about time running backwards.
+        """
+        return self._now() if given is None else given
+
+    @staticmethod
+    def _check_actor(actor: object) -> None:
         if not isinstance(actor, Actor):
-            raise InvalidInput(f"actor must be an nw.Actor, got {actor!r}", field="actor")
+            raise InvalidInput(
+                f"actor must be an nw.Actor, not {type(actor).__name__} {_validate.shown(actor)}",
+                field="actor",
+            )
+
+    @staticmethod
+    def _check_connection(connection: object) -> None:
+        if connection is not None and not isinstance(connection, Connection):
+            raise InvalidInput(
+                "connection must be a SQLAlchemy Connection with a transaction begun, not "
+                f"{type(connection).__name__}",
+                field="connection",
+            )
 
     @staticmethod
     def _coerce_facts(pathway: Pathway, facts: Mapping[str, Any] | None) -> dict[str, Any]:
         if facts is None:
             return {}
-        if not isinstance(facts, Mapping):
-            raise InvalidInput("facts must be a mapping of fact name to value", field="facts")
+        _validate.fact_names(facts)
         out: dict[str, Any] = {}
         for name, value in facts.items():
             spec = pathway.facts.get(name)
             if spec is None:
                 declared = ", ".join(sorted(pathway.facts))
                 raise InvalidInput(
-                    f"fact {name!r} is not declared by pathway {pathway.id} (declared: "
-                    f"{declared}); the engine stores only declared facts",
-                    field=name,
+                    f"fact {_validate.shown(name)} is not declared by pathway {pathway.id} "
+                    f"(declared: {declared}); the engine stores only declared facts",
+                    field="facts",
                 )
             out[name] = _coerce_fact(spec, value)
         return out
@@ -511,14 +557,15 @@ class Engine:
     ) -> Case:
         """Open a case in its pathway's initial stage and start that stage's deadlines."""
         self._check_actor(actor)
-        when = self._at(at)
-        _check_reference(reference)
-        if not isinstance(site, str) or not site.strip():
-            raise InvalidInput("site must be a non-empty string", field="site")
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.identifier(site, "site")
         definition = self.pathway(pathway)
         new_facts = self._coerce_facts(definition, facts)
         with self._write(connection) as unit:
             conn = unit.conn
+            when = self._when(given)
             allowed = definition.roles_for("open_case")
             if not actor.roles & allowed:
                 self._deny(
@@ -551,6 +598,7 @@ class Engine:
                         outcome=None,
                         paused_at=None,
                         facts=_facts_to_json(new_facts),
+                        updated_at=when,
                     )
                 )
             except IntegrityError as exc:
@@ -602,10 +650,16 @@ class Engine:
     ) -> Case:
         """Fire ``trigger`` on a case: take ``facts`` first, then move it if the pathway allows."""
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.identifier(trigger, "trigger")
+        _validate.reason(reason)
+        _validate.version(expected_version)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
+            when = self._when(given)
             self._check_version(row, expected_version)
             clock = self._clock_for(conn, row)
             pathway = clock.pathway
@@ -690,6 +744,7 @@ class Engine:
             self._update_case(
                 conn,
                 row,
+                at=when,
                 stage=dest,
                 stage_entered_at=when,
                 facts=_facts_to_json(merged),
@@ -740,15 +795,21 @@ class Engine:
     ) -> Case:
         """Record declared facts on a case; date facts start or move its statutory clocks."""
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.version(expected_version)
+        _validate.fact_names(facts)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
+            when = self._when(given)
             self._check_version(row, expected_version)
             clock = self._clock_for(conn, row)
             new_facts = self._coerce_facts(clock.pathway, facts)
             if not new_facts:
                 raise InvalidInput("record needs at least one fact", field="facts")
+            self._check_not_before(row, when)
             allowed = clock.pathway.roles_for("record")
             if not actor.roles & allowed:
                 self._deny(
@@ -770,7 +831,6 @@ class Engine:
                     reference=reference,
                     stage=row.stage,
                 )
-            self._check_not_before(row, when)
             stored = _facts_from_json(clock.pathway, row.facts)
             changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
             if not changed:
@@ -780,7 +840,7 @@ class Engine:
             clocks = _deadlines.record_clock_facts(
                 conn, clock, _date_facts(changed), when, facts=merged
             )
-            self._update_case(conn, row, facts=_facts_to_json(merged))
+            self._update_case(conn, row, at=when, facts=_facts_to_json(merged))
             self._audit(
                 unit,
                 reference=reference,
@@ -810,12 +870,20 @@ class Engine:
         *,
         connection: Connection | None = None,
     ) -> Case:
-        """Stop the case's clock: its open deadlines stand still until it is resumed."""
+        """Stop the team's clock: the case's stage deadlines stand still until it is resumed.
+
+        The law's clocks (rules with ``pausable: false``) and research windows run on.
+        """
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.reason(reason)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
+            when = self._when(given)
+            self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
             self._check_may(unit, row, actor, "pause", clock.pathway, when)
             if row.paused_at is not None:
@@ -838,12 +906,11 @@ class Engine:
                     reference=reference,
                     stage=row.stage,
                 )
-            self._check_not_before(row, when)
             paused_on = clock.calendar.local_date(when)
             conn.execute(
                 pauses.insert().values(reference=reference, paused_at=when, paused_on=paused_on)
             )
-            self._update_case(conn, row, paused_at=when)
+            self._update_case(conn, row, at=when, paused_at=when)
             self._audit(
                 unit,
                 reference=reference,
@@ -868,17 +935,21 @@ class Engine:
         reason: str | None = None,
         connection: Connection | None = None,
     ) -> Case:
-        """Restart the case's clock and move its open deadlines later by the paused time."""
+        """Restart the team's clock; the stage deadlines move later by the paused time."""
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.reason(reason)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
+            when = self._when(given)
+            self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
             self._check_may(unit, row, actor, "resume", clock.pathway, when)
             if row.paused_at is None:
                 raise InvalidInput(f"case {reference} is not paused", field="reference")
-            self._check_not_before(row, when)
             pause = conn.execute(
                 sa.select(pauses)
                 .where(pauses.c.reference == reference, pauses.c.resumed_at.is_(None))
@@ -892,7 +963,7 @@ class Engine:
                 .values(resumed_at=when, resumed_on=resumed_on)
             )
             moved = _deadlines.shift_for_pause(conn, clock, pause.paused_on, resumed_on, when)
-            self._update_case(conn, row, paused_at=None)
+            self._update_case(conn, row, at=when, paused_at=None)
             self._audit(
                 unit,
                 reference=reference,
@@ -930,11 +1001,17 @@ class Engine:
         A rule with a ``limit`` allows that many extensions; one without allows any number.
         """
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        _validate.identifier(name, "name", "a deadline name")
+        _validate.reason(reason)
         granted = _granted(by)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(conn, reference)
+            when = self._when(given)
+            self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
             pathway = clock.pathway
             try:
@@ -1010,7 +1087,6 @@ class Engine:
                     trigger=name,
                     stage=row.stage,
                 )
-            self._check_not_before(row, when)
             new_due = _deadlines.extend(
                 conn,
                 clock,
@@ -1021,7 +1097,7 @@ class Engine:
                 actor_id=actor.id,
                 reason=reason,
             )
-            self._update_case(conn, row)
+            self._update_case(conn, row, at=when)
             self._audit(
                 unit,
                 reference=reference,
@@ -1076,9 +1152,14 @@ class Engine:
         on their own version.
         """
         self._check_actor(actor)
-        when = self._at(at)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(pathway, "pathway")
+        _validate.version(to_version, "to_version")
+        if not isinstance(dry_run, bool):
+            raise InvalidInput("dry_run must be True or False", field="dry_run")
         target = self.pathway(pathway, to_version)
-        if not isinstance(reason, str) or not reason.strip():
+        if not _validate.reason(reason) or not reason.strip():
             raise InvalidInput("upgrading cases needs a reason", field="reason")
         mapping = _stage_map(target, stage_map)
         with self._read() as conn:
@@ -1137,13 +1218,20 @@ class Engine:
             with self._write(connection) as unit:
                 row = self._lock_case(unit.conn, first)
                 self._deny(
-                    unit, actor, "upgrade", refusal, at=when, reference=first, stage=row.stage
+                    unit,
+                    actor,
+                    "upgrade",
+                    refusal,
+                    at=self._when(given),
+                    reference=first,
+                    stage=row.stage,
                 )
         results: list[CaseUpgrade] = []
         for planned in running:
             try:
                 with self._write(connection) as unit:
                     row = self._lock_case(unit.conn, planned.reference)
+                    when = self._when(given)
                     upgrade = self._upgrade_case(unit, row, target, mapping, actor, reason, when)
                     if upgrade is not None and dry_run:
                         raise _DryRun(upgrade)
@@ -1212,6 +1300,7 @@ class Engine:
         self._update_case(
             conn,
             row,
+            at=when,
             pathway_version=target.version,
             stage=stage,
             **({"stage_entered_at": when} if stage != row.stage else {}),
@@ -1256,15 +1345,33 @@ class Engine:
     # -- the deadline processor --------------------------------------------------------------------
 
     def process_due(
-        self, at: dt.datetime | None = None, *, connection: Connection | None = None
+        self,
+        at: dt.datetime | None = None,
+        *,
+        allow_future: bool = False,
+        connection: Connection | None = None,
     ) -> list[Event]:
         """Fire every reminder, breach and escalation due by ``at``; each fires exactly once.
 
         Alarms are claimed in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the write lock on
         SQLite), marked fired and audited in one transaction per batch, then published. Alarms of
         paused cases wait for the resume, which moves them.
+
+        An ``at`` later than the engine's clock would fire breaches that have not happened yet,
+        every one at once: it is refused unless ``allow_future=True`` says the caller is
+        simulating time on purpose (tests, the demo, a replay).
         """
+        self._check_connection(connection)
         when = self._at(at)
+        if at is not None and not allow_future:
+            now = self._now()
+            if when > now + _FUTURE_GRACE:
+                raise InvalidInput(
+                    f"at={when.isoformat()} is later than the engine's clock "
+                    f"({now.isoformat()}): processing the future would fire breaches that have "
+                    "not happened; pass allow_future=True when simulating time",
+                    field="at",
+                )
         fired: list[Event] = []
         while True:
             with self._write(connection) as unit:
@@ -1387,6 +1494,7 @@ class Engine:
 
     def case(self, reference: str) -> Case:
         """The case as stored now."""
+        _validate.lookup(reference, "reference", "a case reference")
         with self._read() as conn:
             return self._load(conn, reference)
 
@@ -1394,6 +1502,10 @@ class Engine:
         self, site: str | None = None, stage: str | None = None, open_only: bool = True
     ) -> list[Case]:
         """Cases, oldest opened first, filtered by site and stage; open ones only by default."""
+        _validate.optional_lookup(site, "site")
+        _validate.optional_lookup(stage, "stage")
+        if not isinstance(open_only, bool):
+            raise InvalidInput("open_only must be True or False", field="open_only")
         query = sa.select(cases).order_by(cases.c.opened_at, cases.c.reference)
         if site is not None:
             query = query.where(cases.c.site == site)
@@ -1407,6 +1519,7 @@ class Engine:
     def allowed_triggers(self, reference: str, actor: Actor) -> list[str]:
         """What this actor may fire on the case now (empty while it is paused or closed)."""
         self._check_actor(actor)
+        _validate.lookup(reference, "reference", "a case reference")
         with self._read() as conn:
             row = self._row(conn, reference)
             if row.closed_at is not None or row.paused_at is not None:
@@ -1419,6 +1532,7 @@ class Engine:
 
     def history(self, reference: str, at: dt.datetime | None = None) -> list[StageInterval]:
         """The stages the case went through, oldest first, with working days spent in each."""
+        _validate.lookup(reference, "reference", "a case reference")
         now = self._at(at)
         with self._read() as conn:
             row = self._row(conn, reference)
@@ -1451,6 +1565,7 @@ class Engine:
 
     def pauses(self, reference: str) -> list[tuple[dt.datetime, dt.datetime | None]]:
         """The case's pauses, oldest first, as (paused_at, resumed_at or None)."""
+        _validate.lookup(reference, "reference", "a case reference")
         with self._read() as conn:
             self._row(conn, reference)
             return [
@@ -1464,6 +1579,7 @@ class Engine:
 
     def deadlines(self, reference: str) -> list[Deadline]:
         """Every deadline of one case, open and settled, in the order they were set."""
+        _validate.lookup(reference, "reference", "a case reference")
         with self._read() as conn:
             row = self._row(conn, reference)
             clock = self._clock_for(conn, row)
@@ -1476,12 +1592,14 @@ class Engine:
 
     def due(self, before: dt.datetime, site: str | None = None) -> list[Deadline]:
         """Open deadlines due before the instant ``before``, soonest first."""
-        limit = self._at(before)
+        limit = _validate.instant(before, "before")
+        _validate.optional_lookup(site, "site")
         return self._open_deadlines(deadlines.c.due_at < limit, site)
 
     def overdue(self, at: dt.datetime | None = None, site: str | None = None) -> list[Deadline]:
         """Open deadlines whose due date has ended by ``at`` (default: now), oldest first."""
         now = self._at(at)
+        _validate.optional_lookup(site, "site")
         return self._open_deadlines(deadlines.c.due_at <= now, site)
 
     def _open_deadlines(self, condition: Any, site: str | None) -> list[Deadline]:
@@ -1511,6 +1629,9 @@ class Engine:
         limit: int | None = None,
     ) -> list[AuditEvent]:
         """Audit events oldest first, of one case (or all if ``None``), after ``after_seq``."""
+        _validate.optional_lookup(reference, "reference", "a case reference")
+        _validate.sequence(after_seq, "after_seq")
+        _validate.sequence(limit, "limit")
         with self._read() as conn:
             return _audit.read(conn, reference, after_seq, limit)
 
@@ -1543,10 +1664,11 @@ class Engine:
 
     @staticmethod
     def _check_not_before(row: Any, when: dt.datetime) -> None:
-        if when < row.stage_entered_at:
+        newest = row.updated_at or row.stage_entered_at
+        if when < newest:
             raise InvalidInput(
-                f"case {row.reference}: {when.isoformat()} is before its current stage began "
-                f"({row.stage_entered_at.isoformat()}); history is written in order",
+                f"case {row.reference}: {when.isoformat()} is before its newest change "
+                f"({newest.isoformat()}); history is written in order",
                 field="at",
             )
 
@@ -1602,11 +1724,11 @@ class Engine:
             stage=row.stage,
         )
 
-    def _update_case(self, conn: Connection, row: Any, **values: Any) -> None:
+    def _update_case(self, conn: Connection, row: Any, *, at: dt.datetime, **values: Any) -> None:
         result = conn.execute(
             cases.update()
             .where(cases.c.reference == row.reference, cases.c.version == row.version)
-            .values(version=row.version + 1, **values)
+            .values(version=row.version + 1, updated_at=at, **values)
         )
         if result.rowcount != 1:
             raise ConcurrentUpdate(row.reference, row.version, None)
@@ -1744,48 +1866,39 @@ def _create_engine(url: str) -> sa.Engine:
         raise InvalidInput(f"cannot use database URL {url!r}: {exc}", field="url") from exc
 
 
-def _is_lock_conflict(exc: OperationalError) -> bool:
+#: PostgreSQL's codes for a transaction that lost to another: deadlock, serialization failure,
+#: lock not available.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def _is_lock_conflict(exc: DBAPIError) -> bool:
+    """Whether the database refused the work because another writer holds what it needs."""
+    if getattr(exc.orig, "sqlstate", None) in _CONFLICT_SQLSTATES:
+        return True
     text = str(exc.orig).lower()
     return "database is locked" in text or "deadlock detected" in text
 
 
-def _check_reference(reference: object) -> None:
-    if not isinstance(reference, str) or not reference.strip():
-        raise InvalidInput("a case reference must be a non-empty string", field="reference")
-    if len(reference) > _MAX_REFERENCE or reference != reference.strip():
-        raise InvalidInput(
-            f"case reference {reference!r} must be at most {_MAX_REFERENCE} characters with no "
-            "surrounding spaces",
-            field="reference",
-        )
+def _not_a_closure_date(site: str, day: object) -> NoReturn:
+    raise InvalidInput(
+        f"closures[{site!r}]: {_validate.shown(day)} is not a datetime.date", field="closures"
+    )
 
 
 def _coerce_fact(spec: FactSpec, value: Any) -> Any:
     if spec.type == "bool":
         if not isinstance(value, bool):
-            raise InvalidInput(f"fact {spec.name!r} is a bool; got {value!r}", field=spec.name)
-        return value
-    if spec.type == "date":
-        if isinstance(value, dt.datetime):
             raise InvalidInput(
-                f"fact {spec.name!r} is a date; give a datetime.date or 'YYYY-MM-DD', "
-                f"not a datetime ({value!r})",
+                f"fact {spec.name!r} is true or false, not {_validate.shown(value)}",
                 field=spec.name,
             )
-        if isinstance(value, dt.date):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise InvalidInput(
-            f"fact {spec.name!r} is a date; {value!r} is not a date or an ISO-8601 'YYYY-MM-DD'",
-            field=spec.name,
-        )
+        return value
+    if spec.type == "date":
+        return _validate.date_value(value, spec.name)
     if not isinstance(value, str) or value not in spec.values:
         raise InvalidInput(
-            f"fact {spec.name!r} must be one of {', '.join(spec.values)}; got {value!r}",
+            f"fact {spec.name!r} must be one of {', '.join(spec.values)}; "
+            f"got {_validate.shown(value)}",
             field=spec.name,
         )
     return value
@@ -1826,10 +1939,8 @@ def _stage_map(target: Pathway, stage_map: Mapping[str, str] | None) -> dict[str
     stages = {stage.id for stage in target.stages}
     checked: dict[str, str] = {}
     for old, new in stage_map.items():
-        if not isinstance(old, str) or not isinstance(new, str):
-            raise InvalidInput(
-                "stage_map must map stage ids (text) to stage ids", field="stage_map"
-            )
+        _validate.identifier(old, "stage_map", "a stage id")
+        _validate.identifier(new, "stage_map", "a stage id")
         if new not in stages:
             raise InvalidInput(
                 f"stage_map: {new[:100]!r} is not a stage of {target.id} version "

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
+from nim_workflow import _validate
+
 EventKind = Literal[
     "opened",
     "transition",
@@ -41,13 +43,12 @@ class Actor:
     roles: frozenset[str]
 
     def __init__(self, id: str, *, roles: Iterable[str] = ()) -> None:
-        if not isinstance(id, str) or not id.strip():
-            raise ValueError("an actor needs a non-empty id")
-        if isinstance(roles, str):
-            # A bare string would be split into letters; that is never what the caller meant.
-            roles = (roles,)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "roles", frozenset(roles))
+        """Check the id and roles as the engine's door does; ``InvalidInput`` (a ValueError).
+
+        A bare string for ``roles`` is one role (split into letters it never means anything).
+        """
+        object.__setattr__(self, "id", _validate.identifier(id, "actor", "an actor id"))
+        object.__setattr__(self, "roles", _validate.roles(roles))
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -314,7 +314,7 @@ def test_a_bad_date_is_refused(run: Run) -> None:
     """A date that does not exist exits 2 naming the bad value."""
     _open(run)
     result = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-02-30", *TM, code=2)
-    assert "'2026-02-30' is not an ISO date" in result.stderr
+    assert "'2026-02-30' is not a real date" in result.stderr
 
 
 def test_a_bad_date_fact_is_refused(run: Run) -> None:
@@ -322,8 +322,17 @@ def test_a_bad_date_fact_is_refused(run: Run) -> None:
     _open(run)
     result = run("case", "record", "LDN-1", "entered_care_on=yesterday", *SW, code=2)
     assert result.stderr == (
-        "error: fact 'entered_care_on' is a date; 'yesterday' is not YYYY-MM-DD\n"
+        "error: entered_care_on must be a date written YYYY-MM-DD, not 'yesterday'\n"
     )
+
+
+@pytest.mark.parametrize("text", ["20260105", "2026-W02-1", "9999-12-31", "0001-01-01"])
+def test_dates_in_other_iso_forms_or_out_of_range_are_refused(run: Run, db: str, text: str) -> None:
+    """A date fact must be YYYY-MM-DD between 1990 and 2099; other forms exit 2."""
+    _open(run)
+    result = run("case", "record", "LDN-1", f"entered_care_on={text}", *SW, code=2)
+    assert result.stderr.startswith("error: entered_care_on")
+    assert _case(db).facts.get("entered_care_on") is None
 
 
 def test_a_bad_bool_fact_is_refused(run: Run) -> None:
@@ -763,6 +772,16 @@ def test_worker_once_fires_what_is_due(run: Run) -> None:
     assert run("worker", "--once", "--at", "2026-01-21").stdout == "nothing due\n"
 
 
+def test_worker_once_refuses_the_future_unless_asked(run: Run) -> None:
+    """`worker --once --at` after now exits 2; with --allow-future it simulates that time."""
+    _open(run, at=dt.date.today().isoformat())
+    later = (dt.date.today() + dt.timedelta(days=40)).isoformat()
+    refused = run("worker", "--once", "--at", later, code=2)
+    assert "allow_future" in refused.stderr
+    fired = run("worker", "--once", "--allow-future", "--at", later).stdout.splitlines()
+    assert [line.split()[2] for line in fired] == ["breach", "escalation"]
+
+
 def test_worker_once_json(run: Run) -> None:
     """`worker --once --json` gives the fired events as objects."""
     _open(run)
@@ -845,3 +864,22 @@ def test_demo_without_its_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 2
     assert result.stderr.startswith("error: the demo is not available in this installation: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_control_characters_stored_by_other_means_are_escaped_in_output(run: Run, db: str) -> None:
+    """A reference holding terminal escapes or a bidi override prints as visible escapes."""
+    _open(run)
+    raw = "LDN-1\x1b[2J\u202e"
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        for table in ("nimwf_cases", "nimwf_deadlines", "nimwf_stage_intervals"):
+            conn.execute(f"UPDATE {table} SET reference = ? WHERE reference = 'LDN-1'", (raw,))
+    out = run("cases").stdout
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert "LDN-1\\u001b[2J\\u202e" in out
+
+
+def test_due_within_more_than_ten_years_is_refused(run: Run) -> None:
+    """`due --within 999999999d` exits 2 instead of overflowing."""
+    result = run("due", "--within", "999999999d", code=2)
+    assert "more than 3650 days" in result.stderr

@@ -43,9 +43,15 @@ WINDOW_PATHWAY = Path(__file__).parent / "pathways" / "valid" / "window.yaml"
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[nw.Engine]:
-    """A migrated engine with the bundled pathways, its clock fixed before any case time."""
-    with migrated_engine(db_url, FakeClock(utc(2025, 12, 1))) as built:
+def clock() -> FakeClock:
+    """The engine's injected clock, fixed before any case time until a test moves it."""
+    return FakeClock(utc(2025, 12, 1))
+
+
+@pytest.fixture
+def engine(db_url: str, clock: FakeClock) -> Iterator[nw.Engine]:
+    """A migrated engine with the bundled pathways and the injected ``clock``."""
+    with migrated_engine(db_url, clock) as built:
         yield built
 
 
@@ -467,18 +473,20 @@ def test_cso_review_is_due_the_day_before_the_anniversary(
     assert (review.kind, review.due_on, review.status) == ("clock", due, "open")
 
 
-def test_cso_review_reminds_3_months_before_it_is_due(engine: nw.Engine) -> None:
+def test_cso_review_reminds_3_months_before_it_is_due(engine: nw.Engine, clock: FakeClock) -> None:
     """Made 10 Mar 2026, due 9 Mar 2027: the s.133 reminder fires on 9 Dec 2026, not before."""
     _open(engine, "GLA-REM", SCOTLAND, dt.date(2026, 3, 10))
     _record(engine, "GLA-REM", SCOTLAND, "cso_made_on", dt.date(2026, 3, 10), COURT_OFFICER)
 
-    def cso_reminders(events: list[nw.Event]) -> list[nw.Event]:
+    def cso_reminders_at(now: dt.datetime) -> list[nw.Event]:
+        clock.set(now)  # the injected clock reaches ``now``; the processor runs then
+        events = engine.process_due()
         return [e for e in events if e.kind == "reminder" and e.detail["deadline"] == "cso_review"]
 
-    assert cso_reminders(engine.process_due(at=utc(2026, 12, 8, 12))) == []
-    fired = cso_reminders(engine.process_due(at=utc(2026, 12, 9, 12)))
-    assert [e.reference for e in fired] == ["GLA-REM"]
-    assert cso_reminders(engine.process_due(at=utc(2026, 12, 10, 12))) == []
+    # 3 months before 9 Mar 2027 is 9 Dec 2026; the reminder is due from the start of that day.
+    assert cso_reminders_at(utc(2026, 12, 8, 12)) == []
+    assert [e.reference for e in cso_reminders_at(utc(2026, 12, 9, 12))] == ["GLA-REM"]
+    assert cso_reminders_at(utc(2026, 12, 10, 12)) == []
 
 
 def test_a_continuation_settles_the_cso_review_and_restarts_the_year(engine: nw.Engine) -> None:

@@ -79,12 +79,14 @@ def test_treatment_alarms_fire_on_their_instants_never_early_and_once(engine: nw
     case_in_stage(engine, "LDN-T", ENGLAND, "treatment", utc(2027, 2, 1, 10))
     assert deadline(engine, "LDN-T", "treatment").due_on == date(2027, 7, 1)
     for instant, expected in TREATMENT_ALARMS:
-        assert engine.process_due(at=instant - TICK) == [], f"fired early, before {instant}"
-        fired = engine.process_due(at=instant)
+        assert engine.process_due(at=instant - TICK, allow_future=True) == [], (
+            f"fired early, before {instant}"
+        )
+        fired = engine.process_due(at=instant, allow_future=True)
         assert [(e.kind, e.detail["label"]) for e in fired] == expected, instant
         assert all(e.reference == "LDN-T" and e.detail["deadline"] == "treatment" for e in fired)
-        assert engine.process_due(at=instant) == []
-    assert engine.process_due(at=utc(2028, 1, 1)) == []
+        assert engine.process_due(at=instant, allow_future=True) == []
+    assert engine.process_due(at=utc(2028, 1, 1), allow_future=True) == []
     counts = action_counts(engine, "LDN-T")
     assert (counts["reminder"], counts["breach"], counts["escalation"]) == (6, 1, 1)
 
@@ -92,7 +94,7 @@ def test_treatment_alarms_fire_on_their_instants_never_early_and_once(engine: nw
 def test_breach_and_escalation_name_who_to_escalate_to(engine: nw.Engine) -> None:
     """The escalation's detail names team_manager; both are audited by the system actor."""
     case_in_stage(engine, "LDN-E", ENGLAND, "treatment", utc(2027, 2, 1, 10))
-    fired = engine.process_due(at=utc(2027, 7, 1, 23))
+    fired = engine.process_due(at=utc(2027, 7, 1, 23), allow_future=True)
     by_kind = {e.kind: e for e in fired if e.kind != "reminder"}
     assert by_kind["escalation"].detail["escalate_to"] == "team_manager"
     assert by_kind["breach"].detail["due_on"] == "2027-07-01"
@@ -108,12 +110,12 @@ def test_referral_reminder_and_breach_fire_exactly_at_their_instants(engine: nw.
     # Reminder 3 working days before: Tue 5 (1), Mon 4 (2), [Fri 1 New Year's Day], Thu 31
     # December (3): 00:00 GMT = 00:00 UTC on 31 December. Breach: 00:00 UTC on 7 January.
     open_case(engine, "LDN-R", ENGLAND, utc(2026, 12, 18, 10))
-    assert engine.process_due(at=utc(2026, 12, 31) - TICK) == []
-    assert _alarm_events(engine.process_due(at=utc(2026, 12, 31)), "LDN-R") == [
+    assert engine.process_due(at=utc(2026, 12, 31) - TICK, allow_future=True) == []
+    assert _alarm_events(engine.process_due(at=utc(2026, 12, 31), allow_future=True), "LDN-R") == [
         ("LDN-R", "referral_decision", "reminder", "reminder")
     ]
-    assert engine.process_due(at=utc(2027, 1, 7) - TICK) == []
-    assert _alarm_events(engine.process_due(at=utc(2027, 1, 7)), "LDN-R") == [
+    assert engine.process_due(at=utc(2027, 1, 7) - TICK, allow_future=True) == []
+    assert _alarm_events(engine.process_due(at=utc(2027, 1, 7), allow_future=True), "LDN-R") == [
         ("LDN-R", "referral_decision", "breach", "breach"),
         ("LDN-R", "referral_decision", "escalation", "team_manager"),
     ]
@@ -125,9 +127,9 @@ def test_repeated_processing_fires_nothing_twice(engine: nw.Engine) -> None:
     open_case(engine, "GLA-1", SCOTLAND, utc(2026, 12, 18, 10))
     case_in_stage(engine, "NOLA-1", LOUISIANA, "treatment", utc(2027, 1, 4, 15))
     instants = [utc(2027, 1, 1), utc(2027, 1, 7), utc(2027, 1, 8), utc(2027, 12, 31)]
-    first = [engine.process_due(at=at) for at in instants]
+    first = [engine.process_due(at=at, allow_future=True) for at in instants]
     counts = action_counts(engine)
-    again = [engine.process_due(at=at) for at in instants * 3]
+    again = [engine.process_due(at=at, allow_future=True) for at in instants * 3]
     assert again == [[]] * len(again)
     assert action_counts(engine) == counts
     assert (
@@ -142,9 +144,11 @@ def test_repeated_processing_fires_nothing_twice(engine: nw.Engine) -> None:
 def test_met_deadlines_raise_no_breach(engine: nw.Engine) -> None:
     """A deadline settled before its due date never breaches: its pending alarms are closed."""
     open_case(engine, "LDN-OK", ENGLAND, utc(2026, 12, 18, 10))  # due 6 January 2027
-    assert [e.kind for e in engine.process_due(at=utc(2026, 12, 31))] == ["reminder"]
+    assert [e.kind for e in engine.process_due(at=utc(2026, 12, 31), allow_future=True)] == [
+        "reminder"
+    ]
     enter(engine, "LDN-OK", "assessment", utc(2027, 1, 5, 10))
-    fired = engine.process_due(at=utc(2027, 1, 20))
+    fired = engine.process_due(at=utc(2027, 1, 20), allow_future=True)
     assert [k for k in event_keys(fired) if k[1] == "referral_decision"] == []
     assert deadline(engine, "LDN-OK", "referral_decision").status == "met"
 
@@ -153,7 +157,7 @@ def test_a_reminder_not_processed_before_the_deadline_was_met_is_dropped(engine:
     """A reminder still pending when its deadline is met is not raised afterwards."""
     open_case(engine, "LDN-OK2", ENGLAND, utc(2026, 12, 18, 10))  # reminder due 31 December
     enter(engine, "LDN-OK2", "assessment", utc(2027, 1, 5, 10))
-    fired = engine.process_due(at=utc(2027, 1, 20))
+    fired = engine.process_due(at=utc(2027, 1, 20), allow_future=True)
     assert [k for k in event_keys(fired) if k[1] == "referral_decision"] == []
 
 
@@ -177,10 +181,15 @@ def test_an_extension_moves_the_breach(engine: nw.Engine) -> None:
     def proceedings(events: list[nw.Event]) -> list[str]:
         return [e.kind for e in events if e.detail["deadline"] == "care_proceedings"]
 
-    assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23) - TICK)) == []
-    assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23))) == ["reminder"]
-    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23) - TICK)) == []
-    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23))) == ["breach", "escalation"]
+    assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23) - TICK, allow_future=True)) == []
+    assert proceedings(engine.process_due(at=utc(2027, 9, 12, 23), allow_future=True)) == [
+        "reminder"
+    ]
+    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23) - TICK, allow_future=True)) == []
+    assert proceedings(engine.process_due(at=utc(2027, 9, 26, 23), allow_future=True)) == [
+        "breach",
+        "escalation",
+    ]
 
 
 def test_a_pause_moves_the_mid_way_review_with_the_clock(engine: nw.Engine) -> None:
@@ -196,8 +205,8 @@ def test_a_pause_moves_the_mid_way_review_with_the_clock(engine: nw.Engine) -> N
     def mid_way(events: list[nw.Event]) -> list[str]:
         return [e.detail["alarm_due_at"] for e in events if e.detail["label"] == "mid_way_review"]
 
-    assert mid_way(engine.process_due(at=utc(2027, 5, 16, 23) - TICK)) == []
-    assert len(mid_way(engine.process_due(at=utc(2027, 5, 16, 23)))) == 1
+    assert mid_way(engine.process_due(at=utc(2027, 5, 16, 23) - TICK, allow_future=True)) == []
+    assert len(mid_way(engine.process_due(at=utc(2027, 5, 16, 23), allow_future=True))) == 1
 
 
 # -- due() and overdue() ------------------------------------------------------------------------
@@ -255,24 +264,27 @@ def test_alarms_of_a_paused_case_wait_and_move_with_the_resume(engine: nw.Engine
     open_case(engine, "LDN-P", ENGLAND, utc(2027, 1, 11, 10))
     open_case(engine, "LDN-C", ENGLAND, utc(2027, 1, 11, 10))
     engine.pause("LDN-P", actor=COORDINATOR, reason="family abroad", at=utc(2027, 1, 15, 10))
-    fired = engine.process_due(at=utc(2027, 1, 21))
+    fired = engine.process_due(at=utc(2027, 1, 21), allow_future=True)
     assert _alarm_events(fired, "LDN-C") == [("LDN-C", "referral_decision", "reminder", "reminder")]
-    fired = engine.process_due(at=utc(2027, 1, 28))
+    fired = engine.process_due(at=utc(2027, 1, 28), allow_future=True)
     assert {e.reference for e in fired} == {"LDN-C"}
     assert sorted(e.kind for e in fired) == ["breach", "escalation"]
-    assert engine.process_due(at=utc(2027, 1, 31)) == []
+    assert engine.process_due(at=utc(2027, 1, 31), allow_future=True) == []
 
     engine.resume("LDN-P", actor=COORDINATOR, at=utc(2027, 2, 1, 9))
     # Paused 15..31 January: working days 15, 18..22, 25..29 = 11. 25 January + 11 working days:
     # 26..29 (4); 1..5 Feb (9); 8, 9 (11) -> Tue 9 February. Its reminder: 8, 5, 4 -> Thu 4 Feb.
     assert deadline(engine, "LDN-P", "referral_decision").due_on == date(2027, 2, 9)
-    assert engine.process_due(at=utc(2027, 2, 1, 9)) == []
-    assert engine.process_due(at=utc(2027, 2, 4) - TICK) == []
-    assert _alarm_events(engine.process_due(at=utc(2027, 2, 4)), "LDN-P") == [
+    assert engine.process_due(at=utc(2027, 2, 1, 9), allow_future=True) == []
+    assert engine.process_due(at=utc(2027, 2, 4) - TICK, allow_future=True) == []
+    assert _alarm_events(engine.process_due(at=utc(2027, 2, 4), allow_future=True), "LDN-P") == [
         ("LDN-P", "referral_decision", "reminder", "reminder")
     ]
-    assert engine.process_due(at=utc(2027, 2, 10) - TICK) == []
-    assert [e.kind for e in engine.process_due(at=utc(2027, 2, 10))] == ["breach", "escalation"]
+    assert engine.process_due(at=utc(2027, 2, 10) - TICK, allow_future=True) == []
+    assert [e.kind for e in engine.process_due(at=utc(2027, 2, 10), allow_future=True)] == [
+        "breach",
+        "escalation",
+    ]
     counts = action_counts(engine, "LDN-P")
     assert (counts["reminder"], counts["breach"], counts["escalation"]) == (1, 1, 1)
 
@@ -280,12 +292,15 @@ def test_alarms_of_a_paused_case_wait_and_move_with_the_resume(engine: nw.Engine
 def test_a_case_paused_past_its_due_date_breaches_after_resume(engine: nw.Engine) -> None:
     """A breach that fell due while the case was paused fires once it resumes, and only once."""
     open_case(engine, "LDN-PB", ENGLAND, utc(2026, 12, 18, 10))  # due 6 January 2027
-    engine.process_due(at=utc(2026, 12, 31))  # its reminder
+    engine.process_due(at=utc(2026, 12, 31), allow_future=True)  # its reminder
     engine.pause("LDN-PB", actor=TEAM_MANAGER, reason="x", at=utc(2027, 1, 8, 10))
-    assert engine.process_due(at=utc(2027, 1, 9)) == []
+    assert engine.process_due(at=utc(2027, 1, 9), allow_future=True) == []
     engine.resume("LDN-PB", actor=TEAM_MANAGER, at=utc(2027, 1, 11, 10))
-    assert [e.kind for e in engine.process_due(at=utc(2027, 1, 11, 11))] == ["breach", "escalation"]
-    assert engine.process_due(at=utc(2027, 1, 12)) == []
+    assert [e.kind for e in engine.process_due(at=utc(2027, 1, 11, 11), allow_future=True)] == [
+        "breach",
+        "escalation",
+    ]
+    assert engine.process_due(at=utc(2027, 1, 12), allow_future=True) == []
 
 
 # -- downtime: the clock jumps ------------------------------------------------------------------
@@ -333,7 +348,7 @@ def test_after_downtime_the_first_process_fires_everything_due_once(db_url: str)
 
         with nw.Engine(db_url, clock=clock) as second:
             assert second.process_due() == []
-            assert second.process_due(at=utc(2027, 12, 1)) == []
+            assert second.process_due(at=utc(2027, 12, 1), allow_future=True) == []
         assert alarm_statuses(first, due_by=utc(2027, 12, 1))["pending"] == 0
         # NOLA-1's permanency hearing (due 4 January 2028) still has its alarms to come.
         assert alarm_statuses(first)["pending"] >= 3
@@ -385,7 +400,7 @@ def test_four_threads_with_their_own_engines_fire_each_alarm_once_on_sqlite(
         try:
             with nw.Engine(sqlite_url, clock=FakeClock(PROCESS_AT)) as own:
                 barrier.wait(timeout=30)
-                fired.append(len(own.process_due(at=PROCESS_AT)))
+                fired.append(len(own.process_due(at=PROCESS_AT, allow_future=True)))
         except BaseException as exc:  # reported by the test thread below
             errors.append(exc)
 
@@ -444,7 +459,7 @@ def test_four_processes_fire_each_alarm_once_on_postgresql(fresh_pg_url: str) ->
         keys = alarm_keys(check)
         assert sum(keys.values()) == statuses["fired"]  # none lost
         assert set(keys.values()) == {1}  # none twice
-        assert check.process_due(at=PROCESS_AT) == []
+        assert check.process_due(at=PROCESS_AT, allow_future=True) == []
         assert check.verify_audit().ok
 
 
@@ -452,8 +467,8 @@ def test_a_reminder_caught_up_after_its_deadline_lapses(engine: nw.Engine) -> No
     """Processing only after the due date fires the breach and lapses the stale reminder."""
     # Opened Mon 11 January 2027: due Mon 25 January, reminded Wed 20 January.
     open_case(engine, "LDN-L", ENGLAND, utc(2027, 1, 11, 10))
-    fired = engine.process_due(at=utc(2027, 2, 1))
+    fired = engine.process_due(at=utc(2027, 2, 1), allow_future=True)
     assert sorted(e.kind for e in fired) == ["breach", "escalation"]
     assert alarm_statuses(engine)["lapsed"] == 1
     assert action_counts(engine, "LDN-L")["reminder"] == 0
-    assert engine.process_due(at=utc(2027, 3, 1)) == []
+    assert engine.process_due(at=utc(2027, 3, 1), allow_future=True) == []

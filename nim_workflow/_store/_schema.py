@@ -90,6 +90,8 @@ cases = Table(
     Column("outcome", String(100), nullable=True),
     Column("paused_at", UTCDateTime, nullable=True),
     Column("facts", JSON, nullable=False),
+    # When the case last changed: an action dated before it would rewrite history out of order.
+    Column("updated_at", UTCDateTime, nullable=True),
     # The newest audit event of this case: removing it from the log is then detectable.
     Column("audit_head_seq", Integer, nullable=True),
     Column("audit_head_hash", String(64), nullable=True),
