@@ -204,27 +204,23 @@ def instant(value: object, field: str = "at") -> dt.datetime:
 
 def version(value: object, field: str = "expected_version") -> int | None:
     """A case version the caller saw (``None``: don't check), a whole number of at least 1."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            f"{field} must be a whole number, not {_kind(value)} {shown(value)}", field=field
-        )
-    if value < 1:
-        raise InvalidInput(f"{field} must be at least 1, not {value}", field=field)
-    return value
+    return _whole(value, field, minimum=1)
 
 
 def sequence(value: object, field: str) -> int | None:
     """An audit sequence number or a count (``None`` allowed), a whole number of at least 0."""
+    return _whole(value, field, minimum=0)
+
+
+def _whole(value: object, field: str, *, minimum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(
             f"{field} must be a whole number, not {_kind(value)} {shown(value)}", field=field
         )
-    if value < 0:
-        raise InvalidInput(f"{field} must not be negative, not {value}", field=field)
+    if value < minimum:
+        raise InvalidInput(f"{field} must be at least {minimum}, not {value}", field=field)
     return value
 
 
