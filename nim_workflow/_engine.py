@@ -77,6 +77,8 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
+#: The most of any unit an extension's by= may name: no rule's step is longer.
+_MAX_GRANT = 1000
 #: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
 #: clocks of several machines sharing one database never agree exactly.
 _FUTURE_GRACE = dt.timedelta(minutes=5)
@@ -1971,6 +1973,12 @@ def _granted(by: object) -> Duration | None:
         )
     if granted.amount <= 0:
         raise InvalidInput(f"by={granted} must be longer than zero", field="by")
+    if granted.amount > _MAX_GRANT:
+        # No step is this long (the loader allows at most 1,000 of any unit), and the calendar
+        # arithmetic of comparing it with the step would overflow.
+        raise InvalidInput(
+            f"by={_validate.shown(str(granted))} is longer than any extension step", field="by"
+        )
     return granted
 
 

@@ -14,8 +14,8 @@ docs/reliability.md, "Input limits"):
 * **dates** (date facts, closures) from 1990-01-01 to 2099-12-31, as ``datetime.date`` or exactly
   ``YYYY-MM-DD`` (not ``20260105`` nor an ISO week date); **instants** (``at=``, ``before=``)
   aware datetimes whose date falls in the same range;
-* **versions and sequence numbers**: whole numbers (not booleans, not text) of at least 1 (a
-  sequence number may be 0).
+* **versions and sequence numbers**: whole numbers (not booleans, not text) from 1 (a sequence
+  number: 0) to 2,147,483,647, the most an integer column holds on both databases.
 
 Whether an instant comes after the case's newest change is the engine's check, under the case
 lock; this module knows nothing of the database.
@@ -36,6 +36,7 @@ __all__ = [
     "LATEST_DATE",
     "MAX_IDENTIFIER",
     "MAX_REASON",
+    "MAX_WHOLE",
     "date_value",
     "fact_names",
     "identifier",
@@ -52,6 +53,8 @@ __all__ = [
 
 MAX_IDENTIFIER = 100
 MAX_REASON = 2000
+#: The largest version or sequence number: what both databases' integer columns hold.
+MAX_WHOLE = 2**31 - 1
 EARLIEST_DATE = dt.date(1990, 1, 1)
 LATEST_DATE = dt.date(2099, 12, 31)
 #: How much of a rejected value a message quotes.
@@ -103,9 +106,12 @@ def lookup(value: object, field: str, what: str | None = None) -> str:
     Reads never write, so a stored name the door would refuse today (written by another tool,
     or before a limit existed) can still be read back; only the type is checked.
     """
+    what = what or field.replace("_", " ")
     if not isinstance(value, str):
-        what = what or field.replace("_", " ")
         raise InvalidInput(f"{what} must be text, not {_kind(value)} {shown(value)}", field=field)
+    if "\x00" in value:
+        # No stored name can hold one (PostgreSQL text cannot), and PostgreSQL refuses to compare.
+        raise InvalidInput(f"{what} {shown(value)} holds a NUL character", field=field)
     return value
 
 
@@ -219,8 +225,10 @@ def _whole(value: object, field: str, *, minimum: int) -> int | None:
         raise InvalidInput(
             f"{field} must be a whole number, not {_kind(value)} {shown(value)}", field=field
         )
-    if value < minimum:
-        raise InvalidInput(f"{field} must be at least {minimum}, not {value}", field=field)
+    if not minimum <= value <= MAX_WHOLE:
+        raise InvalidInput(
+            f"{field} must be from {minimum} to {MAX_WHOLE:,}, not {shown(value)}", field=field
+        )
     return value
 
 

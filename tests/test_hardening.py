@@ -379,3 +379,52 @@ def test_two_host_transactions_that_deadlock_get_concurrent_update(
         assert len(errors) == 1, outcomes
         assert isinstance(errors[0], nw.ConcurrentUpdate), repr(errors[0])
         assert engine.verify_audit().ok
+
+
+@pytest.mark.parametrize(
+    "by",
+    ["999999999 days", "99999999 weeks", dt.timedelta(days=999_999_999)],
+    ids=["days", "weeks", "timedelta"],
+)
+def test_an_absurdly_long_extension_is_refused_not_an_overflow(
+    engine: nw.Engine, by: object
+) -> None:
+    """by= beyond any step is InvalidInput naming by, never an OverflowError from the calendar."""
+    engine.record(REF, {"proceedings_issued_on": "2026-03-02"}, actor=COURT_OFFICER, at=T0)
+    _refused(
+        engine,
+        "by",
+        lambda: engine.extend_deadline(
+            REF,
+            "care_proceedings",
+            actor=COURT_OFFICER,
+            reason="r",
+            at=T0,
+            by=by,  # type: ignore[arg-type]
+        ),
+    )
+
+
+@pytest.mark.parametrize("after_seq", [2**31, 2**63, 10**30], ids=["2^31", "2^63", "10^30"])
+def test_an_audit_position_beyond_an_integer_column_is_refused(
+    engine: nw.Engine, after_seq: int
+) -> None:
+    """audit(after_seq=2**63) is InvalidInput on both databases, not a driver overflow."""
+    with pytest.raises(nw.InvalidInput) as refused:
+        engine.audit(after_seq=after_seq)
+    assert refused.value.field == "after_seq"
+
+
+@pytest.mark.parametrize("call", ["case", "deadlines", "audit", "cases"])
+def test_a_lookup_with_a_nul_character_is_refused_on_both_databases(
+    engine: nw.Engine, call: str
+) -> None:
+    """Reads by a name holding NUL are InvalidInput (PostgreSQL cannot even compare it)."""
+    calls = {
+        "case": lambda: engine.case("LDN\x00"),
+        "deadlines": lambda: engine.deadlines("LDN\x00"),
+        "audit": lambda: engine.audit("LDN\x00"),
+        "cases": lambda: engine.cases(site="lon\x00don"),
+    }
+    with pytest.raises(nw.InvalidInput, match="NUL"):
+        calls[call]()
