@@ -167,15 +167,9 @@ class Engine:
             _validate.identifier(site, "closures", "a site")
             if isinstance(days, str | bytes) or not isinstance(days, Iterable):
                 raise InvalidInput(f"closures[{site!r}] must be a list of dates", field="closures")
-            checked = frozenset(
-                _validate.date_value(day, f"closures[{site!r}]")
-                if isinstance(day, dt.date) and not isinstance(day, dt.datetime)
-                else _not_a_closure_date(site, day)
-                for day in days
-            )
             named = self._closures.setdefault(site, {})
-            for day in checked:
-                named.setdefault(day, "site closure")
+            for day in days:
+                named.setdefault(_closure_date(site, day), "site closure")
         self._calendars: dict[tuple[str, int, str], WorkingCalendar] = {}
         self._subscribers: list[_Subscription] = []
         self._host_pending: weakref.WeakKeyDictionary[Connection, list[Event]] = (
@@ -200,7 +194,7 @@ class Engine:
 
     def now(self) -> dt.datetime:
         """The engine's clock: the current instant in UTC (injected clocks included)."""
-        return self._at(None)
+        return self._now()
 
     def pathway(self, pathway_id: str, version: int | None = None) -> Pathway:
         """A registered pathway by id (newest version unless ``version`` is given)."""
@@ -1881,10 +1875,16 @@ def _is_lock_conflict(exc: DBAPIError) -> bool:
     return "database is locked" in text or "deadlock detected" in text
 
 
-def _not_a_closure_date(site: str, day: object) -> NoReturn:
-    raise InvalidInput(
-        f"closures[{site!r}]: {_validate.shown(day)} is not a datetime.date", field="closures"
-    )
+def _closure_date(site: str, day: object) -> dt.date:
+    """One of a site's closures: a ``datetime.date`` in range (the argument is typed as dates)."""
+    if isinstance(day, str):
+        raise InvalidInput(
+            f"closures[{site!r}]: {_validate.shown(day)} is not a datetime.date", field="closures"
+        )
+    try:
+        return _validate.date_value(day, f"closures[{site!r}]")
+    except InvalidInput as refused:
+        raise InvalidInput(str(refused), field="closures") from None
 
 
 def _coerce_fact(spec: FactSpec, value: Any) -> Any:
