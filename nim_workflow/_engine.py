@@ -1169,11 +1169,13 @@ class Engine:
                 .order_by(cases.c.reference)
             ).all()
             problems = []
-            known = {s.id for s in target.stages}
-            for row in running:
-                known |= {
-                    s.id for s in self._pathway_of(conn, target.id, row.pathway_version).stages
-                }
+            # The versions running cases are on, each looked up once.
+            olds = {
+                version: self._pathway_of(conn, target.id, version)
+                for version in {row.pathway_version for row in running}
+            }
+            new_stages = {s.id for s in target.stages}
+            known = new_stages.union(*({s.id for s in old.stages} for old in olds.values()))
             unknown = sorted(set(mapping) - known)
             if unknown:
                 raise InvalidInput(
@@ -1182,9 +1184,9 @@ class Engine:
                     field="stage_map",
                 )
             for row in running:
-                old = self._pathway_of(conn, target.id, row.pathway_version)
+                old = olds[row.pathway_version]
                 stage = mapping.get(row.stage, row.stage)
-                if stage not in {s.id for s in target.stages}:
+                if stage not in new_stages:
                     problems.append(
                         f"case {row.reference} is in stage {row.stage!r}, which version "
                         f"{target.version} lacks: map it with stage_map={{{row.stage!r}: ...}}"
