@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from nim_workflow._checkpoint import Checkpoint
 from nim_workflow._engine import Engine
 from nim_workflow._errors import (
     ActionRefused,
@@ -31,6 +32,7 @@ from nim_workflow._errors import (
     PermissionDenied,
     Problem,
     RequirementsNotMet,
+    StaffNotFound,
     TransitionNotAllowed,
 )
 from nim_workflow._pathway._bundled import bundled_pathways
@@ -46,6 +48,7 @@ from nim_workflow._values import (
     DeadlineChange,
     Event,
     Explanation,
+    StaffMember,
     StageInterval,
 )
 
@@ -64,6 +67,7 @@ __all__ = [
     "CaseNotFound",
     "CasePaused",
     "CaseUpgrade",
+    "Checkpoint",
     "ConcurrentUpdate",
     "Deadline",
     "DeadlineChange",
@@ -79,6 +83,8 @@ __all__ = [
     "PermissionDenied",
     "Problem",
     "RequirementsNotMet",
+    "StaffMember",
+    "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
     "__version__",

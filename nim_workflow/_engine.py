@@ -23,12 +23,17 @@ from typing import Any, NoReturn
 
 import sqlalchemy as sa
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from sqlalchemy import Connection, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from nim_workflow import _audit, _deadlines, _validate
+from nim_workflow import _audit, _checkpoint, _deadlines, _validate, _verify
 from nim_workflow._calendar import WorkingCalendar
+from nim_workflow._checkpoint import Checkpoint
 from nim_workflow._closures import bundled_closures
 from nim_workflow._deadlines import CaseClock
 from nim_workflow._errors import (
@@ -43,6 +48,7 @@ from nim_workflow._errors import (
     OutsideWindow,
     PermissionDenied,
     RequirementsNotMet,
+    StaffNotFound,
     TransitionNotAllowed,
 )
 from nim_workflow._machine import PathwayMachine
@@ -56,6 +62,7 @@ from nim_workflow._store._schema import (
     deadlines,
     pathways,
     pauses,
+    staff,
     stage_intervals,
 )
 from nim_workflow._values import (
@@ -69,6 +76,7 @@ from nim_workflow._values import (
     DeadlineChange,
     Event,
     EventKind,
+    StaffMember,
     StageInterval,
 )
 
@@ -77,6 +85,8 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
+#: How many entries left unsequenced by an earlier writer a SQLite writer integrates with its own.
+_LEFTOVER = 1000
 #: The most of any unit an extension's by= may name: no rule's step is longer.
 _MAX_GRANT = 1000
 #: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
@@ -86,6 +96,32 @@ _FUTURE_GRACE = dt.timedelta(minutes=5)
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+#: The role that may change the staff roster.
+ROSTER_ROLE = "administrator"
+
+
+def _staff_sites(sites: Iterable[str]) -> frozenset[str]:
+    if isinstance(sites, str) or not isinstance(sites, Iterable):
+        raise InvalidInput('sites must be a list of site names (or ["*"])', field="sites")
+    places = frozenset(
+        "*" if site == "*" else _validate.identifier(site, "sites", "a site") for site in sites
+    )
+    if not places:
+        raise InvalidInput('a staff member works at one site at least ("*": all)', field="sites")
+    return places
+
+
+def _to_staff(row: Any) -> StaffMember:
+    return StaffMember(
+        id=row.staff_id,
+        roles=frozenset(row.roles),
+        sites=frozenset(row.sites),
+        added_at=row.added_at,
+        updated_at=row.updated_at,
+        removed_at=row.removed_at,
+    )
 
 
 def _default_logger() -> Any:
@@ -103,15 +139,29 @@ def _default_logger() -> Any:
 
 @dataclass(slots=True)
 class _Unit:
-    """One unit of work: the connection, and the events to publish once it commits."""
+    """One unit of work: the connection, and the events to publish once it commits.
+
+    ``states`` holds each locked case's state digests as they stand at this point of the
+    transaction (read when the case is locked, moved on by each audited change). ``written``
+    pairs each audit entry's row id with the index of its published event, so the seqs the
+    sequencer gives can be filled in.
+    """
 
     conn: Connection
     events: list[Event] = field(default_factory=list)
-    head: _audit.ChainHead | None = None
+    states: dict[str, dict[str, str]] = field(default_factory=dict)
+    written: list[tuple[int, int | None]] = field(default_factory=list)
 
     def finish(self) -> None:
-        """Write back the audit chain head before the transaction commits."""
-        _audit.flush(self.conn, self.head)
+        """On SQLite the writer is the sequencer: integrate this unit's entries before commit."""
+        if self.written and self.conn.dialect.name == "sqlite":
+            self.fill_seqs(_audit.sequence(self.conn, limit=len(self.written) + _LEFTOVER))
+
+    def fill_seqs(self, assigned: Mapping[int, int]) -> None:
+        """Give the published events the seqs the sequencer assigned their entries."""
+        for entry_id, index in self.written:
+            if index is not None and entry_id in assigned:
+                self.events[index] = dataclasses.replace(self.events[index], seq=assigned[entry_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +177,8 @@ class Engine:
     whose life stays the caller's. ``clock`` returns the current aware datetime (default: the
     system clock in UTC). ``pathways`` are Pathway objects or file paths (default: the bundled
     pathways). ``closures`` maps a site to extra non-working dates for its calendar, added to the
-    site's bundled closures (``pathways/closures/``).
+    site's bundled closures (``pathways/closures/``). ``signing_key`` (an Ed25519 private key or
+    the path of its PEM file) signs the audit log's checkpoints; it never enters the database.
     """
 
     def __init__(
@@ -138,6 +189,7 @@ class Engine:
         closures: Mapping[str, Iterable[dt.date]] | None = None,
         *,
         logger: Any = None,
+        signing_key: Ed25519PrivateKey | str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(url, sa.Engine):
             self._sa = url
@@ -152,6 +204,10 @@ class Engine:
                 "clock must be a callable returning an aware datetime", field="clock"
             )
         self._clock: Clock = clock or _utcnow
+        # The checkpoint signing key stays in this process: never in the database.
+        self._signing_key = (
+            None if signing_key is None else _checkpoint.load_private_key(signing_key)
+        )
         self._pathways: dict[tuple[str, int], Pathway] = {}
         self._latest: dict[str, Pathway] = {}
         for item in bundled_pathways().values() if pathways is None else pathways:
@@ -309,7 +365,7 @@ class Engine:
                 except ActionRefused:
                     unit.finish()
                     conn.commit()
-                    self._publish(unit.events)
+                    self._after_commit(unit)
                     raise
                 except BaseException:
                     conn.rollback()
@@ -320,7 +376,43 @@ class Engine:
             if _is_lock_conflict(exc):
                 raise ConcurrentUpdate("(database)", None, None) from exc
             raise
+        self._after_commit(unit)
+
+    def _after_commit(self, unit: _Unit) -> None:
+        """Sequence what just committed (PostgreSQL; SQLite did it inline), then publish."""
+        if unit.written and self._dialect == "postgresql":
+            unit.fill_seqs(self._sequence(wait=False))
         self._publish(unit.events)
+
+    def _sequence(self, *, wait: bool) -> dict[int, int]:
+        """Integrate committed, unsequenced audit entries into the global log; ``{id: seq}``.
+
+        On PostgreSQL the sequencer is whoever holds the advisory lock: with ``wait=False`` a
+        writer that finds it taken leaves its entries to the holder (or the next reader, writer
+        or sweep), so writers never queue behind one another. A failure here never undoes the
+        write that already committed: the entries wait for the next sequencer.
+        """
+        assigned: dict[int, int] = {}
+        if self._dialect == "sqlite":
+            # SQLite's only writer sequenced its entries before it committed.
+            return assigned
+        try:
+            while True:
+                with self._sa.connect() as conn:
+                    conn.begin()
+                    if not _audit.try_sequencer_lock(conn, wait=wait):
+                        conn.rollback()
+                        return assigned
+                    batch = _audit.sequence(conn)
+                    conn.commit()
+                assigned.update(batch)
+                if len(batch) < _audit.SEQUENCE_BATCH:
+                    return assigned
+        except DBAPIError as exc:
+            if wait:
+                raise
+            self._log.warning("nimwf.sequencer_deferred", error=type(exc).__name__)
+            return assigned
 
     def _write_in_host(self, connection: Connection) -> Iterator[_Unit]:
         """Write through the host's connection inside a savepoint of its transaction.
@@ -381,6 +473,8 @@ class Engine:
                 return
             self._host_pending[conn] = []
             conn.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+            if self._dialect == "postgresql":
+                self._sequence(wait=False)
             self._publish(queued)
 
         def on_rollback(conn: Connection) -> None:
@@ -654,7 +748,7 @@ class Engine:
         _validate.version(expected_version)
         with self._write(connection) as unit:
             conn = unit.conn
-            row = self._lock_case(conn, reference)
+            row = self._lock_case(unit, reference)
             when = self._when(given)
             self._check_version(row, expected_version)
             clock = self._clock_for(conn, row)
@@ -798,7 +892,7 @@ class Engine:
         _validate.fact_names(facts)
         with self._write(connection) as unit:
             conn = unit.conn
-            row = self._lock_case(conn, reference)
+            row = self._lock_case(unit, reference)
             when = self._when(given)
             self._check_version(row, expected_version)
             clock = self._clock_for(conn, row)
@@ -877,7 +971,7 @@ class Engine:
         _validate.reason(reason)
         with self._write(connection) as unit:
             conn = unit.conn
-            row = self._lock_case(conn, reference)
+            row = self._lock_case(unit, reference)
             when = self._when(given)
             self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
@@ -939,7 +1033,7 @@ class Engine:
         _validate.reason(reason)
         with self._write(connection) as unit:
             conn = unit.conn
-            row = self._lock_case(conn, reference)
+            row = self._lock_case(unit, reference)
             when = self._when(given)
             self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
@@ -1005,7 +1099,7 @@ class Engine:
         granted = _granted(by)
         with self._write(connection) as unit:
             conn = unit.conn
-            row = self._lock_case(conn, reference)
+            row = self._lock_case(unit, reference)
             when = self._when(given)
             self._check_not_before(row, when)
             clock = self._clock_for(conn, row)
@@ -1214,7 +1308,7 @@ class Engine:
             if not running:
                 raise refusal
             with self._write(connection) as unit:
-                row = self._lock_case(unit.conn, first)
+                row = self._lock_case(unit, first)
                 self._deny(
                     unit,
                     actor,
@@ -1228,7 +1322,7 @@ class Engine:
         for planned in running:
             try:
                 with self._write(connection) as unit:
-                    row = self._lock_case(unit.conn, planned.reference)
+                    row = self._lock_case(unit, planned.reference)
                     when = self._when(given)
                     upgrade = self._upgrade_case(unit, row, target, mapping, actor, reason, when)
                     if upgrade is not None and dry_run:
@@ -1374,7 +1468,7 @@ class Engine:
         while True:
             with self._write(connection) as unit:
                 batch = self._claim_and_fire(unit, when)
-                fired.extend(unit.events)
+            fired.extend(unit.events)
             # Stop on an empty batch, not a short one: under SKIP LOCKED a batch can come back
             # short while due alarms remain.
             if not batch:
@@ -1411,16 +1505,37 @@ class Engine:
             .limit(_PROCESS_BATCH)
         )
         if self._dialect == "postgresql":
-            query = query.with_for_update(of=alarms, skip_locked=True)
+            # The case row is locked too, skipping cases a writer holds: the alarm's audit entry
+            # joins the case's chain in order, and nobody waits on anybody.
+            query = query.with_for_update(of=[alarms, cases], skip_locked=True)
         rows = conn.execute(query).all()
         for alarm in rows:
+            if alarm.reference not in unit.states:
+                unit.states[alarm.reference] = _audit.case_state(conn, alarm.reference)
             if alarm.kind == "reminder" and alarm.deadline_due_at <= when:
                 # Caught up late (the processor was down, or the case was paused): the deadline
-                # has passed, its breach says so, and a "due soon" reminder would mislead.
+                # has passed, its breach says so, and a "due soon" reminder would mislead. The
+                # lapse is audited (not published) so the alarm row's change has its entry.
                 conn.execute(
                     alarms.update()
                     .where(alarms.c.id == alarm.id, alarms.c.status == "pending")
                     .values(status="lapsed")
+                )
+                self._audit(
+                    unit,
+                    reference=alarm.reference,
+                    at=when,
+                    actor=None,
+                    action="lapsed",  # type: ignore[arg-type]
+                    from_stage=alarm.stage,
+                    to_stage=alarm.stage,
+                    detail={
+                        "deadline": alarm.rule,
+                        "occurrence": alarm.occurrence,
+                        "due_on": alarm.due_on.isoformat(),
+                        "alarm_due_at": alarm.due_at.isoformat(),
+                    },
+                    publish=False,
                 )
                 continue
             claimed = conn.execute(
@@ -1626,17 +1741,251 @@ class Engine:
         *,
         limit: int | None = None,
     ) -> list[AuditEvent]:
-        """Audit events oldest first, of one case (or all if ``None``), after ``after_seq``."""
+        """Audit entries in log order, of one case (or all if ``None``), after ``after_seq``.
+
+        Everything committed before the call is sequenced first, so a host tailing the log
+        with ``after_seq`` (the newest seq it has seen) misses nothing and sees nothing twice.
+        """
         _validate.optional_lookup(reference, "reference", "a case reference")
         _validate.sequence(after_seq, "after_seq")
         _validate.sequence(limit, "limit")
+        self._sequence(wait=True)
         with self._read() as conn:
             return _audit.read(conn, reference, after_seq, limit)
 
-    def verify_audit(self) -> AuditReport:
-        """Check the whole audit chain; ``ok`` is false and ``problems`` name each broken event."""
+    def checkpoint(self, *, out: str | os.PathLike[str] | None = None) -> Checkpoint:
+        """Sign the audit log's current Merkle tree head with the engine's signing key.
+
+        Everything committed is sequenced first. ``out`` appends the checkpoint to a checkpoints
+        file too (ship that file where the database's administrators cannot rewrite it).
+        """
+        if self._signing_key is None:
+            raise InvalidInput(
+                "this engine has no signing key: pass signing_key= (an Ed25519 private key or "
+                "the path of its PEM file)",
+                field="signing_key",
+            )
+        self._sequence(wait=True)
         with self._read() as conn:
-            return _audit.verify(conn)
+            head = _audit.log_head(conn)
+        signed = _checkpoint.sign(
+            self._signing_key,
+            log_id=head.log_id,
+            size=head.size,
+            root_hash=head.root_hash,
+            signed_at=self._now(),
+        )
+        if out is not None:
+            _checkpoint.append_to_file(out, signed)
+        self._log.info("nimwf.checkpoint", size=signed.size, key_id=signed.key_id)
+        return signed
+
+    def verify_audit(
+        self,
+        deep: bool = False,
+        checkpoints: Iterable[Checkpoint] | str | os.PathLike[str] | None = None,
+        public_key: Any = None,
+    ) -> AuditReport:
+        """Check every entry and chain, the sequenced log against its Merkle head, and more.
+
+        ``checkpoints`` (Checkpoint objects, or the path of a checkpoints file) are checked with
+        ``public_key`` (an Ed25519 public key, its PEM file or raw 32 bytes; default: the
+        engine's own signing key's): each must be signed, of this log, and the log must be a
+        consistent extension of it. ``deep=True`` also replays every case's chain and compares
+        its rows (case, stage intervals, pauses, deadlines, alarms) with what the log recorded.
+        Problems are reported, never raised; bad arguments raise ``InvalidInput``.
+        """
+        if not isinstance(deep, bool):
+            raise InvalidInput("deep must be True or False", field="deep")
+        given: list[Checkpoint] = []
+        file_problems: list[str] = []
+        if isinstance(checkpoints, str | os.PathLike):
+            given, file_problems = _checkpoint.read_file(checkpoints)
+        elif checkpoints is not None:
+            given = list(checkpoints)
+            for item in given:
+                if not isinstance(item, Checkpoint):
+                    raise InvalidInput(
+                        "checkpoints must be Checkpoint objects or a file path",
+                        field="checkpoints",
+                    )
+        key: Ed25519PublicKey | None = None
+        if public_key is not None:
+            key = _checkpoint.load_public_key(public_key)
+        elif self._signing_key is not None:
+            key = self._signing_key.public_key()
+        if checkpoints is not None and key is None:
+            raise InvalidInput(
+                "checking checkpoints needs the public key they were signed with",
+                field="public_key",
+            )
+        with self._read() as conn:
+            return _verify.verify(
+                conn,
+                deep=deep,
+                checkpoints=given,
+                checkpoint_problems=file_problems,
+                public_key=key,
+            )
+
+    # -- the staff roster -----------------------------------------------------------------------
+
+    def add_staff(
+        self,
+        staff_id: str,
+        *,
+        roles: Iterable[str],
+        sites: Iterable[str],
+        actor: Actor,
+        reason: str | None = None,
+        at: dt.datetime | None = None,
+        connection: Connection | None = None,
+    ) -> StaffMember:
+        """Put a person on the staff roster (or change their roles and sites), audited.
+
+        ``sites`` names the sites they work at (``"*"``: every site). Only an ``administrator``
+        may change the roster; while it has no active administrator, the first member added
+        must be one (how a new database gets its first administrator).
+        """
+        self._check_actor(actor)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(staff_id, "staff_id", "a staff id")
+        granted = _validate.roles(roles)
+        if not granted:
+            raise InvalidInput("a staff member needs at least one role", field="roles")
+        places = _staff_sites(sites)
+        _validate.reason(reason)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            when = self._when(given)
+            self._check_roster_admin(unit, actor, "add_staff", staff_id, when, granted)
+            existing = conn.execute(sa.select(staff).where(staff.c.staff_id == staff_id)).first()
+            values = {
+                "roles": sorted(granted),
+                "sites": sorted(places),
+                "updated_at": when,
+                "removed_at": None,
+            }
+            if existing is None:
+                conn.execute(staff.insert().values(staff_id=staff_id, added_at=when, **values))
+            else:
+                conn.execute(staff.update().where(staff.c.staff_id == staff_id).values(**values))
+            self._audit(
+                unit,
+                stream="staff",
+                reference=staff_id,
+                at=when,
+                actor=actor,
+                action="staff_added",  # type: ignore[arg-type]
+                reason=reason,
+                detail={"roles": sorted(granted), "sites": sorted(places)},
+                publish=False,
+            )
+            member = self._staff_member(conn, staff_id)
+        self._log.info("nimwf.staff_added", staff_id=staff_id, actor_id=actor.id, outcome="ok")
+        return member
+
+    def remove_staff(
+        self,
+        staff_id: str,
+        *,
+        actor: Actor,
+        reason: str | None = None,
+        at: dt.datetime | None = None,
+        connection: Connection | None = None,
+    ) -> StaffMember:
+        """Take a person off the roster, audited; their row stays so the log still names them."""
+        self._check_actor(actor)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(staff_id, "staff_id", "a staff id")
+        _validate.reason(reason)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            when = self._when(given)
+            self._check_roster_admin(unit, actor, "remove_staff", staff_id, when, frozenset())
+            member = self._staff_member(conn, staff_id)
+            if not member.active:
+                raise StaffNotFound(staff_id, removed=True)
+            if ROSTER_ROLE in member.roles and not any(
+                ROSTER_ROLE in other.roles and other.id != staff_id
+                for other in map(
+                    _to_staff, conn.execute(sa.select(staff).where(staff.c.removed_at.is_(None)))
+                )
+            ):
+                raise InvalidInput(
+                    f"{staff_id} is the roster's last administrator: add another first",
+                    field="staff_id",
+                )
+            conn.execute(
+                staff.update()
+                .where(staff.c.staff_id == staff_id)
+                .values(removed_at=when, updated_at=when)
+            )
+            self._audit(
+                unit,
+                stream="staff",
+                reference=staff_id,
+                at=when,
+                actor=actor,
+                action="staff_removed",  # type: ignore[arg-type]
+                reason=reason,
+                publish=False,
+            )
+            member = self._staff_member(conn, staff_id)
+        self._log.info("nimwf.staff_removed", staff_id=staff_id, actor_id=actor.id, outcome="ok")
+        return member
+
+    def staff(self, staff_id: str) -> StaffMember:
+        """The roster's entry for ``staff_id`` (removed members too: see ``active``)."""
+        _validate.lookup(staff_id, "staff_id", "a staff id")
+        with self._read() as conn:
+            return self._staff_member(conn, staff_id)
+
+    def roster(self, *, include_removed: bool = False) -> list[StaffMember]:
+        """Everyone on the staff roster, by id (and those removed, if asked)."""
+        query = sa.select(staff).order_by(staff.c.staff_id)
+        if not include_removed:
+            query = query.where(staff.c.removed_at.is_(None))
+        with self._read() as conn:
+            return [_to_staff(row) for row in conn.execute(query)]
+
+    def _staff_member(self, conn: Connection, staff_id: str) -> StaffMember:
+        row = conn.execute(sa.select(staff).where(staff.c.staff_id == staff_id)).first()
+        if row is None:
+            raise StaffNotFound(staff_id)
+        return _to_staff(row)
+
+    def _check_roster_admin(
+        self,
+        unit: _Unit,
+        actor: Actor,
+        action: str,
+        staff_id: str,
+        when: dt.datetime,
+        granted: frozenset[str],
+    ) -> None:
+        """Only an administrator changes the roster; an empty one takes its first administrator."""
+        if ROSTER_ROLE in actor.roles:
+            return
+        administrators = unit.conn.execute(
+            sa.select(staff.c.staff_id, staff.c.roles).where(staff.c.removed_at.is_(None))
+        ).all()
+        if ROSTER_ROLE in granted and not any(ROSTER_ROLE in r.roles for r in administrators):
+            return
+        error = PermissionDenied(staff_id, action, actor.id, {ROSTER_ROLE}, subject="staff")
+        self._audit(
+            unit,
+            stream="staff",
+            reference=staff_id,
+            at=when,
+            actor=actor,
+            action="denied",
+            detail={"action": action, "error": type(error).__name__, "message": str(error)},
+            publish=False,
+        )
+        raise error
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -1646,13 +1995,16 @@ class Engine:
             raise CaseNotFound(reference)
         return row
 
-    def _lock_case(self, conn: Connection, reference: str) -> Any:
+    def _lock_case(self, unit: _Unit, reference: str) -> Any:
+        """Lock the case row and note its state digests before this unit changes anything."""
         query = sa.select(cases).where(cases.c.reference == reference)
         if self._dialect == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = unit.conn.execute(query).first()
         if row is None:
             raise CaseNotFound(reference)
+        if reference not in unit.states:
+            unit.states[reference] = _audit.case_state(unit.conn, reference)
         return row
 
     @staticmethod
@@ -1744,12 +2096,20 @@ class Engine:
         to_stage: str | None = None,
         reason: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        stream: str = "case",
+        publish: bool = True,
     ) -> AuditEvent:
-        if unit.head is None:
-            unit.head = _audit.lock_head(unit.conn)
+        prior: dict[str, str] | None = None
+        state: dict[str, str] | None = None
+        if stream == "case" and action not in _audit.STATELESS_ACTIONS:
+            # The case's rows before and after this change: a deep verify then finds any row
+            # edited outside the engine, and between which two entries.
+            prior = unit.states.get(reference)
+            state = _audit.case_state(unit.conn, reference)
+            unit.states[reference] = state
         written = _audit.append(
             unit.conn,
-            unit.head,
+            stream=stream,
             reference=reference,
             at=at,
             actor_id=actor.id if actor is not None else _deadlines.SYSTEM_ACTOR,
@@ -1760,17 +2120,22 @@ class Engine:
             to_stage=to_stage,
             reason=reason,
             detail=detail,
+            prior_state=prior,
+            state=state,
         )
-        payload = dict(written.detail)
+        entry = written.event
+        if not publish:
+            unit.written.append((written.entry_id, None))
+            return entry
+        payload = dict(entry.detail)
         for key in ("trigger", "from_stage", "to_stage", "reason"):
-            value = getattr(written, key)
+            value = getattr(entry, key)
             if value is not None:
                 payload.setdefault(key, value)
-        payload["actor_id"] = written.actor_id
-        unit.events.append(
-            Event(kind=action, reference=reference, at=at, detail=payload, seq=written.seq)
-        )
-        return written
+        payload["actor_id"] = entry.actor_id
+        unit.written.append((written.entry_id, len(unit.events)))
+        unit.events.append(Event(kind=action, reference=reference, at=at, detail=payload))
+        return entry
 
     def _deny(
         self,

@@ -8,6 +8,7 @@ caller may catch either (``except nw.CaseNotFound`` or ``except LookupError``)::
     ├── InvalidInput (ValueError)            a bad argument: naive datetime, undeclared fact, ...
     ├── CaseNotFound (LookupError)           no case has that reference
     ├── CaseExists (ValueError)              a case with that reference is already open
+    ├── StaffNotFound (LookupError)          nobody on the staff roster has that id
     ├── ActionRefused                        the case is fine, the action is not allowed now
     │   ├── TransitionNotAllowed             trigger not valid from the current stage
     │   ├── RequirementsNotMet               required facts or a reason are missing
@@ -53,6 +54,19 @@ class PathwayError(NimWorkflowError, ValueError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in pathway definition"
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class StaffNotFound(NimWorkflowError, LookupError):
+    """Nobody on the staff roster has this id (or they were removed from it)."""
+
+    def __init__(self, staff_id: str, *, removed: bool = False) -> None:
+        self.staff_id = staff_id
+        self.removed = removed
+        super().__init__(
+            f"{staff_id} was removed from the staff roster"
+            if removed
+            else f"{staff_id} is not on the staff roster"
+        )
 
 
 class InvalidInput(NimWorkflowError, ValueError):
@@ -119,13 +133,21 @@ class RequirementsNotMet(ActionRefused):
 class PermissionDenied(ActionRefused, PermissionError):
     """The actor holds none of the roles the action requires."""
 
-    def __init__(self, reference: str, action: str, actor_id: str, required: Iterable[str]) -> None:
+    def __init__(
+        self,
+        reference: str,
+        action: str,
+        actor_id: str,
+        required: Iterable[str],
+        *,
+        subject: str = "case",
+    ) -> None:
         self.reference = reference
         self.action = action
         self.actor_id = actor_id
         self.required: tuple[str, ...] = tuple(sorted(required))
         super().__init__(
-            f"case {reference}: {actor_id} may not {action}; it needs one of the roles "
+            f"{subject} {reference}: {actor_id} may not {action}; it needs one of the roles "
             f"{', '.join(self.required) or '(none: nobody may)'}"
         )
 

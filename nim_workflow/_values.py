@@ -229,9 +229,15 @@ class Event:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEvent:
-    """One entry of the append-only, hash-chained audit log."""
+    """One entry of the append-only audit log.
 
-    seq: int
+    ``seq`` is the entry's place in the global, gapless log (``None`` only on an entry just
+    written on PostgreSQL and not yet sequenced). ``stream`` and ``reference`` name its chain
+    (``"case"`` and the case reference, or ``"staff"`` and a staff id); ``position`` counts from 1
+    within that chain, and ``prev_hash`` is the hash of the chain's entry before it.
+    """
+
+    seq: int | None
     reference: str
     at: dt.datetime
     actor_id: str
@@ -244,6 +250,8 @@ class AuditEvent:
     prev_hash: str = ""
     roles: tuple[str, ...] = ()
     trigger: str | None = None
+    stream: str = "case"
+    position: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detail", _frozen(self.detail))
@@ -251,11 +259,49 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditReport:
-    """The result of verifying the audit chain.
+    """The result of verifying the audit log.
 
-    ``ok``, how many events were ``checked``, and the ``problems`` found, each naming its ``seq``.
+    ``ok``; how many entries were ``checked`` and how many are ``sequenced`` into the global
+    log; how many signed ``checkpoints`` were checked; whether the check was ``deep`` (the state
+    tables compared with what the log recorded); the ``problems`` found, each saying what is wrong,
+    where and since when; and ``notes`` that do not make the log untrustworthy (an old defect the
+    migration recorded).
     """
 
     ok: bool
     checked: int
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    sequenced: int = 0
+    checkpoints: int = 0
+    deep: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffMember:
+    """A person on the staff roster: the roles they hold and the sites they work at.
+
+    The command line acts as a roster member and takes their roles from here, never from the
+    caller. ``sites`` holds ``"*"`` for every site. ``removed_at`` is set once they leave (the row
+    stays, so the audit trail keeps naming them).
+    """
+
+    id: str
+    roles: frozenset[str]
+    sites: frozenset[str]
+    added_at: dt.datetime
+    updated_at: dt.datetime
+    removed_at: dt.datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether they are on the roster now."""
+        return self.removed_at is None
+
+    def works_at(self, site: str) -> bool:
+        """Whether they may act on cases at ``site``."""
+        return "*" in self.sites or site in self.sites
+
+    def actor(self) -> Actor:
+        """The ``Actor`` the engine checks against the pathway's roles."""
+        return Actor(self.id, roles=self.roles)

@@ -243,6 +243,13 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+def alarm_key(reference: str, kind: str, detail: Any) -> str:
+    """What identifies one alarm's firing, whether or not its entry has a seq yet."""
+    return "|".join(
+        [reference, kind, str(detail["deadline"]), str(detail["occurrence"]), detail["alarm_due_at"]]
+    )
+
+
 def run_actions(args: argparse.Namespace) -> int:
     rng = random.Random(f"{args.seed}:{args.round}")
     clock = MovingClock(T0)
@@ -251,9 +258,11 @@ def run_actions(args: argparse.Namespace) -> int:
 
     def remember(event: nw.Event) -> None:
         # Written after the commit: every line names an event the database must still hold.
-        journal.write(
-            json.dumps({"seq": event.seq, "kind": event.kind, "reference": event.reference}) + "\n"
-        )
+        # On PostgreSQL an event may be published before it is sequenced (seq None): the
+        # instant then identifies it with its kind and case.
+        at = event.at.astimezone(dt.UTC).isoformat()
+        line = {"seq": event.seq, "kind": event.kind, "reference": event.reference, "at": at}
+        journal.write(json.dumps(line) + "\n")
 
     engine.subscribe(remember)
     newest = newest_instant(engine)
@@ -296,7 +305,7 @@ def run_alarms(args: argparse.Namespace) -> int:
         began = time.time()
         fired = engine.process_due()
         ended = time.time()
-        seqs = [event.seq for event in fired]
+        seqs = [alarm_key(event.reference, event.kind, event.detail) for event in fired]
         log.write(
             json.dumps({"pid": os.getpid(), "began": began, "ended": ended, "seqs": seqs}) + "\n"
         )

@@ -298,7 +298,10 @@ def snapshot(engine: nw.Engine, reference: str) -> dict[str, Any]:
         "case": case,
         "history": engine.history(reference) if case is not None else None,
         "deadlines": engine.deadlines(reference) if case is not None else None,
-        "tables": dump(engine.sqlalchemy_engine, skip=("nimwf_audit_events", "nimwf_audit_head")),
+        "tables": dump(
+            engine.sqlalchemy_engine,
+            skip=("nimwf_audit_events", "nimwf_audit_chains", "nimwf_audit_log"),
+        ),
     }
 
 

@@ -990,7 +990,7 @@ class AdversarialMachine(RuleBasedStateMachine):
                     )
                 else:
                     assert d.kind in ("clock", "window"), f"{case.reference}: {d}"
-        report = self.engine.verify_audit()
+        report = self.engine.verify_audit(deep=True)
         assert report.ok, f"the audit chain does not verify: {report.problems}"
 
 

@@ -73,7 +73,7 @@ def check_outcome(engine: nw.Engine, results: list[dict[str, Any]]) -> None:
     assert len(denied) == sum(r["not_allowed"] for r in results)
     assert all(e.detail["error"] == "TransitionNotAllowed" for e in denied)
     assert [e.seq for e in audit] == list(range(1, len(audit) + 1))
-    report = engine.verify_audit()
+    report = engine.verify_audit(deep=True)
     assert report.ok, report.problems
 
 

@@ -24,6 +24,7 @@ PINNED_ALL = [
     "CaseNotFound",
     "CasePaused",
     "CaseUpgrade",
+    "Checkpoint",
     "ConcurrentUpdate",
     "Deadline",
     "DeadlineChange",
@@ -39,6 +40,8 @@ PINNED_ALL = [
     "PermissionDenied",
     "Problem",
     "RequirementsNotMet",
+    "StaffMember",
+    "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
     "__version__",
@@ -100,7 +103,11 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "process_due": ["at"],
     "subscribe": ["callback", "kinds"],
     "audit": ["reference", "after_seq"],
-    "verify_audit": [],
+    "verify_audit": ["deep", "checkpoints", "public_key"],
+    "checkpoint": [],
+    "add_staff": ["staff_id", "roles", "sites", "actor"],
+    "remove_staff": ["staff_id", "actor"],
+    "staff": ["staff_id"],
     "start_scheduler": [],
     "stop_scheduler": [],
 }
@@ -146,6 +153,8 @@ VALUE_FIELDS: dict[str, list[str]] = {
         "hash",
     ],
     "AuditReport": ["ok", "checked", "problems"],
+    "Checkpoint": ["size", "root_hash", "signed_at", "signature"],
+    "StaffMember": ["id", "roles", "sites"],
 }
 
 ERRORS = [

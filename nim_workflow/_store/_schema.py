@@ -92,9 +92,6 @@ cases = Table(
     Column("facts", JSON, nullable=False),
     # When the case last changed: an action dated before it would rewrite history out of order.
     Column("updated_at", UTCDateTime, nullable=True),
-    # The newest audit event of this case: removing it from the log is then detectable.
-    Column("audit_head_seq", Integer, nullable=True),
-    Column("audit_head_hash", String(64), nullable=True),
     ForeignKeyConstraint(
         ["pathway_id", "pathway_version"],
         ["nimwf_pathways.pathway_id", "nimwf_pathways.version"],
@@ -174,8 +171,16 @@ alarms = Table(
 audit_events = Table(
     "nimwf_audit_events",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    # The entry's identity as written; ``seq`` is its place in the global log, given by the
+    # sequencer once the writer has committed (null until then).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Integer, nullable=True),
+    # Which chain the entry belongs to: a case's ("case", reference) or a staff member's
+    # ("staff", id). ``position`` counts from 1 within the chain; ``prev_hash`` links to the
+    # chain's entry before it.
+    Column("stream", String(10), nullable=False),
     Column("reference", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("actor_id", String(100), nullable=False),
     Column("roles", JSON, nullable=False),
@@ -185,19 +190,52 @@ audit_events = Table(
     Column("to_stage", String(100), nullable=True),
     Column("reason", Text, nullable=True),
     Column("detail", JSON, nullable=False),
+    # Digests of the case's rows (per table) before and after the entry's change: a deep verify
+    # finds a row edited outside the engine, and between which two entries it happened.
+    Column("prior_state", JSON, nullable=True),
+    Column("state", JSON, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Index("ix_nimwf_audit_events_reference", "reference", "seq"),
+    Index("ix_nimwf_audit_events_seq", "seq", unique=True),
+    Index("ix_nimwf_audit_events_chain", "stream", "reference", "position", unique=True),
 )
 
-# One row: the newest seq and hash of the chain. Appends lock it, so seq order is commit order
-# and a host tailing audit(after_seq=...) never skips an event that commits late.
-audit_head = Table(
-    "nimwf_audit_head",
+# The newest entry of each chain. A writer locks its chain's row (its case is locked already), so
+# writers on different cases never wait on each other.
+audit_chains = Table(
+    "nimwf_audit_chains",
+    metadata,
+    Column("stream", String(10), primary_key=True),
+    Column("reference", String(100), primary_key=True),
+    Column("length", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+)
+
+# One row: the sequenced log's size, its Merkle tree's compact range and root, and the log's
+# identity (named in every signed checkpoint). Only the sequencer writes it.
+audit_log = Table(
+    "nimwf_audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_seq", Integer, nullable=False),
-    Column("last_hash", String(64), nullable=False),
+    Column("log_id", String(36), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("frontier", JSON, nullable=False),
+    Column("root_hash", String(64), nullable=False),
+    # What migration 0004 found when it re-verified the log written before per-case chains.
+    Column("legacy", JSON, nullable=True),
+)
+
+# Who may act through the command line, with which roles, at which sites. Rows are never
+# deleted: a removed member keeps their row with ``removed_at`` set.
+staff = Table(
+    "nimwf_staff",
+    metadata,
+    Column("staff_id", String(100), primary_key=True),
+    Column("roles", JSON, nullable=False),
+    Column("sites", JSON, nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
 )
 
 GENESIS_HASH = "0" * 64

@@ -39,7 +39,7 @@ def upgrade() -> None:
     with op.batch_alter_table("nimwf_audit_events", schema=None) as batch_op:
         batch_op.create_index("ix_nimwf_audit_events_reference", ["reference", "seq"], unique=False)
 
-    op.create_table(
+    audit_head = op.create_table(
         "nimwf_audit_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("last_seq", sa.Integer(), nullable=False),
@@ -174,8 +174,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_nimwf_alarms_status_due_at", ["status", "due_at"], unique=False)
     # The chain starts from a fixed genesis hash; appends lock and advance this one row.
     op.bulk_insert(
-        schema.audit_head,
-        [{"id": 1, "last_seq": 0, "last_hash": schema.GENESIS_HASH}],
+        audit_head,
+        [{"id": 1, "last_seq": 0, "last_hash": "0" * 64}],
     )
 
 
