@@ -80,9 +80,11 @@ class DeadlineScheduler:
             except Exception as exc:
                 self.last_error = exc
                 self._engine._log.exception("nimwf.processor_failed")
+            try:
+                self._arm()
             finally:
+                # Counted once the wake job is armed too: a run is done when the next is set.
                 self.runs += 1
-        self._arm()
 
     def _arm(self) -> None:
         with self._arm_lock:
