@@ -5,12 +5,17 @@ line parses arguments into the engine's terms (actors, aware datetimes, typed fa
 engine method and prints the result as an aligned table, as text or as JSON. Failures become one
 ``error: ...`` line on stderr and the exit codes of the API contract: 0 success, 1 a refused
 action, 2 bad usage or bad input, 3 a broken audit chain.
+
+Whoever changes something acts as a person on the staff roster: the operating-system user, or
+the one ``--actor`` names, with the roles and sites the roster gives them. The command line never
+takes a role on the caller's word.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import getpass
 import json
 import re
 import signal
@@ -29,8 +34,8 @@ import click
 import sqlalchemy as sa
 
 import nim_workflow as nw
-from nim_workflow import _validate
-from nim_workflow._engine import DEFAULT_URL
+from nim_workflow import _checkpoint, _validate
+from nim_workflow._engine import DEFAULT_URL, ROSTER_ROLE
 from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._model import FactSpec
 from nim_workflow._values import EventKind
@@ -38,6 +43,8 @@ from nim_workflow._values import EventKind
 __all__ = ["main"]
 
 ENV_DB = "NIM_WORKFLOW_DB"
+ENV_ACTOR = "NIM_WORKFLOW_ACTOR"
+ENV_SIGNING_KEY = "NIM_WORKFLOW_SIGNING_KEY"
 DEMO_URL = "sqlite:///nim-workflow-demo.db"
 DEMO_HTML = "nim-workflow-report.html"
 
@@ -68,6 +75,8 @@ class _Unavailable(Exception):
 
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     _DateTimeType = click.ParamType[dt.datetime]
     _SpanType = click.ParamType[dt.timedelta]
 else:  # older click releases have a plain ParamType that cannot be subscripted
@@ -138,6 +147,8 @@ class _Runtime:
 
     url: str
     json: bool = False
+    #: The checkpoint signing key, for the commands that sign (set before ``engine()``).
+    signing_key: Ed25519PrivateKey | None = field(default=None, repr=False)
     _engine: nw.Engine | None = field(default=None, repr=False)
 
     def engine(self) -> nw.Engine:
@@ -146,7 +157,7 @@ class _Runtime:
             missing = _missing_sqlite_file(self.url)
             if missing is not None:
                 raise _NoDatabase(_no_database(missing))
-            engine = nw.Engine(self.url)
+            engine = nw.Engine(self.url, signing_key=self.signing_key)
             try:
                 revision, head = engine.schema_revision()
             except BaseException:
@@ -371,25 +382,107 @@ def _fact_value(spec: FactSpec, text: str) -> Any:
     return text
 
 
-def _actor_options(func: _F) -> _F:
+def _refuse_role(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    """The retired ``--role``: a person's roles come from the roster, never from the caller."""
+    if value:
+        _fail(
+            "--role is no longer taken: your roles come from the staff roster (see "
+            "`nim-workflow staff list`); you act as your operating-system user, or as the "
+            "roster member --actor ID names",
+            EXIT_BAD_INPUT,
+        )
+
+
+def _actor_option(func: _F) -> _F:
+    """``--actor ID`` (or its environment variable); default: the operating-system user."""
+    return click.option(
+        "--actor",
+        "actor_id",
+        envvar=ENV_ACTOR,
+        show_envvar=True,
+        default=None,
+        metavar="ID",
+        help="Act as this staff roster member instead of your operating-system user.",
+    )(func)
+
+
+def _acting_options(func: _F) -> _F:
+    """``--actor``, and the hidden ``--role`` that is refused with a pointer to the roster."""
     func = click.option(
         "--role",
-        "roles",
+        "retired_role",
         multiple=True,
-        required=True,
-        metavar="ROLE",
-        help="A role the actor holds (repeat for several), e.g. team_manager.",
+        hidden=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_refuse_role,
     )(func)
-    return click.option(
-        "--actor", "actor_id", required=True, metavar="ID", help="Who is acting, e.g. tm-004."
-    )(func)
+    return _actor_option(func)
 
 
-def _actor(actor_id: str, roles: Sequence[str]) -> nw.Actor:
+def _who(actor_id: str | None) -> str:
+    """Who acts: ``--actor`` (or its environment variable), else the operating-system user."""
+    if actor_id is None:
+        try:
+            actor_id = getpass.getuser()
+        except (OSError, KeyError, ImportError):
+            # getpass raises OSError (KeyError before Python 3.13) when no user can be found.
+            raise nw.InvalidInput(
+                f"cannot tell which operating-system user you are: pass --actor ID or set "
+                f"{ENV_ACTOR}",
+                field="actor",
+            ) from None
+    return _validate.identifier(actor_id, "actor", "an actor id")
+
+
+def _member(engine: nw.Engine, actor_id: str | None) -> nw.StaffMember:
+    """The active roster member acting; exit 1 naming them if they are not on the roster."""
+    who = _who(actor_id)
+    how = (
+        f"(you act as your operating-system user, {who}; --actor ID or {ENV_ACTOR} names "
+        "another roster member)"
+        if actor_id is None
+        else f"(acting as {who}, from --actor or {ENV_ACTOR})"
+    )
+    hint = f"an administrator adds them with `nim-workflow staff add {who} --role ROLE --site SITE`"
     try:
-        return nw.Actor(actor_id, roles=roles)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--actor") from None
+        member = engine.staff(who)
+    except nw.StaffNotFound:
+        _fail(f"{who} is not on the staff roster {how}; {hint}", EXIT_REFUSED)
+    if not member.active:
+        removed = _local(member.removed_at, ZoneInfo("UTC"))
+        _fail(f"{who} was removed from the staff roster on {removed} {how}; {hint}", EXIT_REFUSED)
+    return member
+
+
+def _works_at(member: nw.StaffMember, site: str, what: str) -> None:
+    """Exit 1 unless ``member`` works at ``site``, naming the site and the member's sites."""
+    if member.works_at(site):
+        return
+    again = " ".join(
+        [
+            *(f"--role {role}" for role in sorted(member.roles)),
+            *(f"--site {s}" for s in sorted(member.sites | {site})),
+        ]
+    )
+    _fail(
+        f"{member.id} may not act on {what} at site {site}: the staff roster has them at "
+        f"{_joined(member.sites)}; an administrator adds the site with "
+        f"`nim-workflow staff add {member.id} {again}`",
+        EXIT_REFUSED,
+    )
+
+
+def _joined(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names)) or "-"
+
+
+def _case_actor(engine: nw.Engine, actor_id: str | None, reference: str) -> nw.Actor:
+    """The roster member acting on a case, checked to work at the case's site."""
+    member = _member(engine, actor_id)
+    current = engine.case(reference)
+    _works_at(member, current.site, f"case {current.reference}")
+    return member.actor()
 
 
 def _at_option(help_text: str) -> Callable[[_F], _F]:
@@ -416,6 +509,7 @@ def _examples(*lines: str) -> str:
     epilog=_examples(
         "nim-workflow demo",
         "nim-workflow --db sqlite:///nim-workflow.db db upgrade",
+        "nim-workflow staff add $USER --role administrator --role coordinator --site '*'",
         "nim-workflow cases --site london",
         "nim-workflow case show LDN-2026-0001",
     ),
@@ -438,8 +532,9 @@ def main(ctx: click.Context, url: str, as_json: bool) -> None:
     """Run NIM care pathway cases: open them, move them, see what is due, check the audit trail.
 
     Create the database once with `db upgrade`, or try everything on a simulated two-site
-    cohort with `demo`. Exit codes: 0 ok, 1 action refused, 2 bad usage or input, 3 audit
-    chain broken.
+    cohort with `demo`. Changes are made as your operating-system user (or --actor ID), with
+    the roles and sites the staff roster gives that person (see `staff`). Exit codes: 0 ok,
+    1 action refused, 2 bad usage or input, 3 audit chain broken.
     """
     runtime = _Runtime(url=url, json=as_json)
     ctx.obj = runtime
@@ -483,7 +578,7 @@ def demo(url: str, html: str) -> None:
     coordinator's summary and writes the HTML report.
     """
     with _optional_part("the demo"):
-        from nim_workflow._demo import run_demo
+        from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, run_demo
         from nim_workflow._report import format_summary
     with ExitStack() as stack:
         bars: list[Any] = []
@@ -500,6 +595,11 @@ def demo(url: str, html: str) -> None:
         except OSError as exc:
             _fail(f"the demo could not write its files: {exc}", EXIT_BAD_INPUT)
     _echo(format_summary(result.summary))
+    who = f"--actor {result.operator}" if result.operator == FALLBACK_OPERATOR else "you"
+    _echo(
+        f"staff roster: {result.operator} ({who}) is {' and '.join(sorted(OPERATOR_ROLES))} "
+        f"at every site; see `nim-workflow --db {result.url} staff list`"
+    )
     if result.html:
         _echo(f"report: {result.html}")
 
@@ -598,7 +698,7 @@ def case() -> None:
     "open",
     epilog=_examples(
         "nim-workflow case open LDN-2026-0001 --pathway nim-uk-england --site london \\",
-        "    --fact consent_recorded=true --actor sw-017 --role social_worker",
+        "    --fact consent_recorded=true",
     ),
 )
 @click.argument("reference")
@@ -606,7 +706,7 @@ def case() -> None:
 @click.option("--site", required=True, help="The site running the case, e.g. london.")
 @click.option("--fact", "facts", multiple=True, metavar="NAME=VALUE", help="A fact to record.")
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_open(
     ctx: click.Context,
@@ -615,17 +715,21 @@ def case_open(
     site: str,
     facts: tuple[str, ...],
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
-    """Open a case in its pathway's first stage and start that stage's deadlines."""
+    """Open a case in its pathway's first stage and start that stage's deadlines.
+
+    You act as yourself (see `staff`): you must work at --site. Exits 1 otherwise.
+    """
     engine = _runtime(ctx).engine()
+    member = _member(engine, actor_id)
     definition = engine.pathway(pathway_id)
+    _works_at(member, site, "cases")
     opened = engine.open_case(
         reference,
         pathway=pathway_id,
         site=site,
-        actor=_actor(actor_id, roles),
+        actor=member.actor(),
         at=at,
         facts=_parse_facts(definition, facts),
     )
@@ -638,7 +742,8 @@ def case_open(
 @case.command(
     "fire",
     epilog=_examples(
-        "nim-workflow case fire LDN-2026-0001 accept_referral --actor tm-004 --role team_manager"
+        "nim-workflow case fire LDN-2026-0001 accept_referral",
+        "nim-workflow case fire LDN-2026-0001 accept_referral --actor tm-004",
     ),
 )
 @click.argument("reference")
@@ -655,7 +760,7 @@ def case_open(
     help="Refuse (exit 1) unless the case is still at this version.",
 )
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_fire(
     ctx: click.Context,
@@ -665,19 +770,19 @@ def case_fire(
     facts: tuple[str, ...],
     expected_version: int | None,
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
     """Fire a trigger: move the case to its next stage if the pathway allows it.
 
     Exits 1 if the trigger is refused (wrong stage, missing facts, missing role, paused).
     """
     engine = _runtime(ctx).engine()
+    actor = _case_actor(engine, actor_id, reference)
     before = engine.case(reference)
     moved = engine.fire(
         reference,
         trigger,
-        actor=_actor(actor_id, roles),
+        actor=actor,
         reason=reason,
         at=at,
         facts=_parse_facts(_pathway_of(engine, before), facts),
@@ -692,31 +797,30 @@ def case_fire(
 @case.command(
     "record",
     epilog=_examples(
-        "nim-workflow case record LDN-2026-0001 proceedings_issued_on=2026-02-02 \\",
-        "    --actor sw-017 --role social_worker",
+        "nim-workflow case record LDN-2026-0001 proceedings_issued_on=2026-02-02",
     ),
 )
 @click.argument("reference")
 @click.argument("facts", nargs=-1, required=True, metavar="NAME=VALUE...")
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_record(
     ctx: click.Context,
     reference: str,
     facts: tuple[str, ...],
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
     """Record facts on a case: true/false, ISO dates, or one of a fact's values.
 
     A date fact such as proceedings_issued_on starts or moves its statutory clock.
     """
     engine = _runtime(ctx).engine()
+    actor = _case_actor(engine, actor_id, reference)
     before = engine.case(reference)
     parsed = _parse_facts(_pathway_of(engine, before), facts)
-    after = engine.record(reference, parsed, actor=_actor(actor_id, roles), at=at)
+    after = engine.record(reference, parsed, actor=actor, at=at)
     if after.version == before.version:
         _echo(f"{reference}: nothing changed; those facts were already recorded")
         return
@@ -727,29 +831,28 @@ def case_record(
 @case.command(
     "pause",
     epilog=_examples(
-        "nim-workflow case pause LDN-2026-0001 --reason 'child in hospital' \\",
-        "    --actor co-001 --role coordinator",
+        "nim-workflow case pause LDN-2026-0001 --reason 'child in hospital'",
     ),
 )
 @click.argument("reference")
 @click.option("--reason", required=True, help="Why the clock stops.")
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_pause(
     ctx: click.Context,
     reference: str,
     reason: str,
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
     """Stop a case's clock: its stage deadlines stand still until it is resumed.
 
     The law's clocks (care proceedings, looked-after reviews, a CSO's lapse) run on.
     """
     engine = _runtime(ctx).engine()
-    paused = engine.pause(reference, actor=_actor(actor_id, roles), reason=reason, at=at)
+    actor = _case_actor(engine, actor_id, reference)
+    paused = engine.pause(reference, actor=actor, reason=reason, at=at)
     _echo(
         f"{reference}: paused in stage {paused.stage}; its stage deadlines stand still "
         "(statutory clocks run on)"
@@ -758,27 +861,26 @@ def case_pause(
 
 @case.command(
     "resume",
-    epilog=_examples("nim-workflow case resume LDN-2026-0001 --actor co-001 --role coordinator"),
+    epilog=_examples("nim-workflow case resume LDN-2026-0001"),
 )
 @click.argument("reference")
 @click.option("--reason", default=None, help="Why the clock restarts (optional).")
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_resume(
     ctx: click.Context,
     reference: str,
     reason: str | None,
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
     """Restart a paused case's clock; its stage deadlines move later by the paused time.
 
     Prints the open deadlines' new due dates.
     """
     engine = _runtime(ctx).engine()
-    engine.resume(reference, actor=_actor(actor_id, roles), at=at, reason=reason)
+    engine.resume(reference, actor=_case_actor(engine, actor_id, reference), at=at, reason=reason)
     _echo(f"{reference}: resumed")
     for deadline in engine.deadlines(reference):
         if deadline.status == "open":
@@ -789,7 +891,7 @@ def case_resume(
     "extend",
     epilog=_examples(
         "nim-workflow case extend LDN-2026-0001 care_proceedings --by '6 weeks' \\",
-        "    --reason 'court order 2026-07-01' --actor co-009 --role court_officer",
+        "    --reason 'court order 2026-07-01' --actor co-009",
     ),
 )
 @click.argument("reference")
@@ -803,7 +905,7 @@ def case_resume(
     "Default: the full step.",
 )
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @click.pass_context
 def case_extend(
     ctx: click.Context,
@@ -812,8 +914,7 @@ def case_extend(
     reason: str,
     by: str | None,
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
 ) -> None:
     """Extend one open deadline by what was granted, up to its rule's step.
 
@@ -821,9 +922,8 @@ def case_extend(
     ``--by`` is longer than the step or not a duration.
     """
     engine = _runtime(ctx).engine()
-    extended = engine.extend_deadline(
-        reference, deadline, actor=_actor(actor_id, roles), reason=reason, at=at, by=by
-    )
+    actor = _case_actor(engine, actor_id, reference)
+    extended = engine.extend_deadline(reference, deadline, actor=actor, reason=reason, at=at, by=by)
     _echo(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "
         f"now due on {extended.due_on.isoformat()}"
@@ -844,7 +944,7 @@ def _stage_pairs(items: Iterable[str]) -> dict[str, str]:
     "upgrade",
     epilog=_examples(
         "nim-workflow case upgrade --pathway nim-uk-england --dry-run \\",
-        "    --reason 'statutory clocks corrected' --actor pc-001 --role coordinator",
+        "    --reason 'statutory clocks corrected'",
     ),
 )
 @click.option("--pathway", "pathway_id", required=True, metavar="ID", help="The pathway's id.")
@@ -861,7 +961,7 @@ def _stage_pairs(items: Iterable[str]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="List every date that would change; write nothing.")
 @click.option("--reason", required=True, help="Why the cases move, for the audit log.")
 @_at_option(_AT_ACTION)
-@_actor_options
+@_acting_options
 @_json_option
 @click.pass_context
 def case_upgrade(
@@ -872,20 +972,24 @@ def case_upgrade(
     dry_run: bool,
     reason: str,
     at: dt.datetime | None,
-    actor_id: str,
-    roles: tuple[str, ...],
+    actor_id: str | None,
     as_json: bool,
 ) -> None:
     """Move running cases onto a newer version of their pathway, one audited step per case.
 
     Open deadlines are worked out again from their anchors under the new rules; settled ones
     stay. Prints every deadline whose date changes, old and new. Exits 2 (nothing written)
-    when a case is in a stage the new version lacks and no --map says where it goes.
+    when a case is in a stage the new version lacks and no --map says where it goes, and 1
+    unless the staff roster has you at every site with running cases on the pathway.
     """
     engine = _runtime(ctx).engine()
+    member = _member(engine, actor_id)
+    definition = engine.pathway(pathway_id)
+    for site in sorted({c.site for c in engine.cases() if c.pathway_id == definition.id}):
+        _works_at(member, site, f"{definition.id} cases")
     done = engine.upgrade_cases(
         pathway_id,
-        actor=_actor(actor_id, roles),
+        actor=member.actor(),
         reason=reason,
         to_version=to_version,
         stage_map=_stage_pairs(stage_map),
@@ -1095,6 +1199,161 @@ def _audit_json(event: nw.AuditEvent) -> dict[str, Any]:
     }
 
 
+# -- staff ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def staff() -> None:
+    """The staff roster: who may act through this command line, in which roles, at which sites.
+
+    Every command that changes something acts as your operating-system user (or --actor ID)
+    with the roles and sites the roster gives that person; only an administrator changes the
+    roster.
+    """
+
+
+def _staff_text(member: nw.StaffMember) -> str:
+    return f"roles {_joined(member.roles)}; sites {_joined(member.sites)}"
+
+
+@staff.command(
+    "add",
+    epilog=_examples(
+        "nim-workflow staff add $USER --role administrator --role coordinator --site '*'",
+        "nim-workflow staff add sw-017 --role social_worker --site london",
+        "nim-workflow staff add tm-004 --role team_manager --site london --site glasgow",
+    ),
+)
+@click.argument("staff_id", metavar="ID")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    metavar="ROLE",
+    help="A role they hold, e.g. social_worker or administrator (repeat for several).",
+)
+@click.option(
+    "--site",
+    "sites",
+    multiple=True,
+    required=True,
+    metavar="SITE",
+    help="A site they work at (repeat for several); '*' means every site.",
+)
+@click.option("--reason", default=None, help="Why, for the audit log.")
+@_actor_option
+@click.pass_context
+def staff_add(
+    ctx: click.Context,
+    staff_id: str,
+    roles: tuple[str, ...],
+    sites: tuple[str, ...],
+    reason: str | None,
+    actor_id: str | None,
+) -> None:
+    """Put a person on the staff roster, or replace their roles and sites; audited.
+
+    Only an administrator on the roster may do this. A new roster has none: then whoever runs
+    the command may add the first member, who must be given the administrator role (usually
+    themselves). Exits 1 if you may not change the roster.
+    """
+    engine = _runtime(ctx).engine()
+    bootstrap = not any(ROSTER_ROLE in member.roles for member in engine.roster())
+    # No administrator yet: the engine lets anyone add the first one, and refuses (and audits)
+    # anything else, so the caller is passed on without any role of their own.
+    actor = nw.Actor(_who(actor_id)) if bootstrap else _member(engine, actor_id).actor()
+    try:
+        previous: nw.StaffMember | None = engine.staff(staff_id)
+    except nw.StaffNotFound:
+        previous = None
+    try:
+        member = engine.add_staff(staff_id, roles=roles, sites=sites, actor=actor, reason=reason)
+    except nw.PermissionDenied as exc:
+        if not bootstrap:
+            raise
+        _fail(
+            f"{exc}; the staff roster has no administrator yet, so the first member added "
+            f"must be given the {ROSTER_ROLE} role (`nim-workflow staff add ID --role "
+            f"{ROSTER_ROLE} --site '*'`)",
+            EXIT_REFUSED,
+        )
+    if previous is None:
+        verb = "added"
+    elif previous.active:
+        verb = "updated"
+    else:
+        verb = "added again"
+    _echo(f"{verb} {member.id} on the staff roster: {_staff_text(member)}")
+    if bootstrap:
+        _echo(f"{member.id} is the roster's first {ROSTER_ROLE}")
+
+
+@staff.command("remove", epilog=_examples("nim-workflow staff remove sw-017 --reason 'left'"))
+@click.argument("staff_id", metavar="ID")
+@click.option("--reason", default=None, help="Why, for the audit log.")
+@_actor_option
+@click.pass_context
+def staff_remove(
+    ctx: click.Context, staff_id: str, reason: str | None, actor_id: str | None
+) -> None:
+    """Take a person off the staff roster; audited. They can no longer act here.
+
+    Only an administrator may do this (exit 1 otherwise); the last administrator cannot be
+    removed (exit 2: add another first). The audit trail keeps naming them.
+    """
+    engine = _runtime(ctx).engine()
+    actor = _member(engine, actor_id).actor()
+    member = engine.remove_staff(staff_id, actor=actor, reason=reason)
+    _echo(f"removed {member.id} from the staff roster (they held {_staff_text(member)})")
+
+
+@staff.command(
+    "list", epilog=_examples("nim-workflow staff list", "nim-workflow staff list --all --json")
+)
+@click.option("--all", "include_removed", is_flag=True, help="Include people removed from it.")
+@_json_option
+@click.pass_context
+def staff_list(ctx: click.Context, include_removed: bool, as_json: bool) -> None:
+    """List the staff roster: each person's roles, sites, and since when they are on it."""
+    engine = _runtime(ctx).engine()
+    members = engine.roster(include_removed=include_removed)
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            [
+                {
+                    "id": m.id,
+                    "roles": sorted(m.roles),
+                    "sites": sorted(m.sites),
+                    "active": m.active,
+                    "added_at": m.added_at,
+                    "updated_at": m.updated_at,
+                    "removed_at": m.removed_at,
+                }
+                for m in members
+            ]
+        )
+        return
+    if not members:
+        _echo(
+            "nobody on the staff roster; start it with `nim-workflow staff add YOUR-ID "
+            f"--role {ROSTER_ROLE} --site '*'`"
+        )
+        return
+    utc = ZoneInfo("UTC")
+    rows = [
+        (
+            m.id,
+            ",".join(sorted(m.roles)),
+            ",".join(sorted(m.sites)),
+            _local(m.added_at, utc),
+            _local(m.removed_at, utc),
+        )
+        for m in members
+    ]
+    _echo(_table(("id", "roles", "sites", "since", "removed"), rows))
+
+
 # -- listings -------------------------------------------------------------------------------------
 
 
@@ -1284,25 +1543,193 @@ def report_command(ctx: click.Context, html: str, site: str | None, at: dt.datet
 
 @main.group()
 def audit() -> None:
-    """Check the tamper-evident audit trail."""
+    """Verify the tamper-evident audit log, and sign checkpoints of it kept outside the database.
+
+    A checkpoint is a signed head of the log, appended to a file kept where the database's
+    administrators cannot rewrite it; `audit verify --checkpoints` then proves the log still
+    extends every checkpoint.
+    """
 
 
-@audit.command("verify", epilog=_examples("nim-workflow audit verify"))
-@click.pass_context
-def audit_verify(ctx: click.Context) -> None:
-    """Check the whole audit chain; exit 3 and list every problem if it is broken."""
-    result = _runtime(ctx).engine().verify_audit()
-    if result.ok:
-        _echo(f"audit chain ok: {result.checked} events checked")
-        return
-    for problem in result.problems:
-        _echo(problem)
-    count = len(result.problems)
-    _fail(
-        f"audit chain broken: {count} problem{'s' if count != 1 else ''} "
-        f"in {result.checked} events checked",
-        EXIT_INTEGRITY,
+def _signing_key_option(help_text: str) -> Callable[[_F], _F]:
+    return click.option(
+        "--signing-key",
+        "signing_key",
+        envvar=ENV_SIGNING_KEY,
+        show_envvar=True,
+        default=None,
+        metavar="PEM",
+        help=help_text,
     )
+
+
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+@audit.command(
+    "keygen",
+    epilog=_examples(
+        "nim-workflow audit keygen --private /secure/nimwf-signing.pem "
+        "--public nimwf-signing.pub.pem"
+    ),
+)
+@click.option(
+    "--private",
+    "private_path",
+    required=True,
+    metavar="FILE",
+    help="Where to write the private (signing) key; created readable by you only.",
+)
+@click.option(
+    "--public",
+    "public_path",
+    required=True,
+    metavar="FILE",
+    help="Where to write the public key that verifies the checkpoints.",
+)
+@_json_option
+@click.pass_context
+def audit_keygen(ctx: click.Context, private_path: str, public_path: str, as_json: bool) -> None:
+    """Make a new Ed25519 key pair for signing checkpoints, and print its key id.
+
+    Never overwrites a file (exit 2 if either exists). Keep the private key off the database
+    server's backups; give the public key to whoever verifies.
+    """
+    key_id = _checkpoint.generate_key_pair(private_path, public_path)
+    if _wants_json(ctx, as_json):
+        _echo_json({"key_id": key_id, "private": private_path, "public": public_path})
+        return
+    _echo(f"key {key_id}: private key {private_path} (mode 0600), public key {public_path}")
+
+
+@audit.command(
+    "checkpoint",
+    epilog=_examples(
+        "nim-workflow audit checkpoint --out /mnt/ledger/nimwf.checkpoints "
+        "--signing-key /secure/nimwf-signing.pem",
+    ),
+)
+@click.option(
+    "--out",
+    default=None,
+    metavar="FILE",
+    help="The checkpoints file to append to (created if missing). Without it the checkpoint "
+    "is only printed.",
+)
+@_signing_key_option("The Ed25519 private key (PEM) to sign with.")
+@_json_option
+@click.pass_context
+def audit_checkpoint(
+    ctx: click.Context, out: str | None, signing_key: str | None, as_json: bool
+) -> None:
+    """Sign the audit log's current head (size and Merkle root) and append it to --out.
+
+    Exits 2 when no signing key is given (--signing-key or its variable) or it cannot be
+    read.
+    """
+    if not signing_key:
+        _fail(
+            f"no signing key: pass --signing-key PEM or set {ENV_SIGNING_KEY} (make a key pair "
+            "with `nim-workflow audit keygen`)",
+            EXIT_BAD_INPUT,
+        )
+    runtime = _runtime(ctx)
+    runtime.signing_key = _checkpoint.load_private_key(signing_key)
+    signed = runtime.engine().checkpoint(out=out)
+    if _wants_json(ctx, as_json):
+        _echo_json({**dataclasses.asdict(signed), "file": out})
+        return
+    _echo(
+        f"checkpoint: size {signed.size}, root {signed.root_hash}, key {signed.key_id}, "
+        f"signed {signed.signed_at.isoformat()}"
+    )
+    _echo(f"appended to {out}" if out else "not kept anywhere: pass --out FILE to keep it")
+
+
+@audit.command(
+    "verify",
+    epilog=_examples(
+        "nim-workflow audit verify",
+        "nim-workflow audit verify --deep --checkpoints /mnt/ledger/nimwf.checkpoints \\",
+        "    --public-key nimwf-signing.pub.pem",
+    ),
+)
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also replay the log against every case, stage, deadline and alarm row.",
+)
+@click.option(
+    "--checkpoints",
+    "checkpoints",
+    default=None,
+    metavar="FILE",
+    help="A checkpoints file: the log must still extend each signed checkpoint in it.",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    default=None,
+    metavar="PEM",
+    help="The public key the checkpoints were signed with.",
+)
+@_signing_key_option("Without --public-key: check the checkpoints with this key's public half.")
+@_json_option
+@click.pass_context
+def audit_verify(
+    ctx: click.Context,
+    deep: bool,
+    checkpoints: str | None,
+    public_key: str | None,
+    signing_key: str | None,
+    as_json: bool,
+) -> None:
+    """Check every audit entry, chain and the log's Merkle head; list every problem found.
+
+    Exits 3 on any problem (an edited or missing entry, a checkpoint the log no longer
+    extends, a checkpoint of another database or signed with another key, a damaged
+    checkpoints file); 2 when a file or key cannot be read.
+    """
+    key: Any = public_key
+    if checkpoints is not None and public_key is None:
+        if not signing_key:
+            _fail(
+                "checking checkpoints needs the public key they were signed with: pass "
+                f"--public-key PEM (or configure the signing key: {ENV_SIGNING_KEY})",
+                EXIT_BAD_INPUT,
+            )
+        key = _checkpoint.load_private_key(signing_key).public_key()
+    result = _runtime(ctx).engine().verify_audit(deep=deep, checkpoints=checkpoints, public_key=key)
+    counts = (
+        f"{_plural(result.checked, 'entry', 'entries')} checked, {result.sequenced} sequenced, "
+        f"{_plural(result.checkpoints, 'checkpoint')} checked, "
+        f"{'deep' if result.deep else 'not deep'}"
+    )
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            {
+                "ok": result.ok,
+                "checked": result.checked,
+                "sequenced": result.sequenced,
+                "checkpoints": result.checkpoints,
+                "deep": result.deep,
+                "problems": list(result.problems),
+                "notes": list(result.notes),
+            }
+        )
+    else:
+        if result.ok:
+            _echo(f"audit log ok: {counts}")
+        for note in result.notes:
+            _echo(f"note: {note}")
+        for problem in result.problems:
+            _echo(f"problem: {problem}")
+    if not result.ok:
+        _fail(
+            f"audit log broken: {_plural(len(result.problems), 'problem')} ({counts})",
+            EXIT_INTEGRITY,
+        )
 
 
 @main.command("worker", epilog=_examples("nim-workflow worker", "nim-workflow worker --once"))

@@ -9,13 +9,17 @@ durations of the domain brief, so the same seed always gives the same cohort. At
 the coordinator's summary and, if asked, writes the HTML report.
 
 Cases carry references only (``LDN-2025-0001``), never names or birth dates, and the only facts
-recorded are the ones the pathways declare.
+recorded are the ones the pathways declare. Everyone who acts is put on the staff roster first,
+with the roles and site they act in; the person running the demo (the operating-system user) is
+its administrator and a coordinator at every site, so the command line works on the demo's
+database as them straight away.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import getpass
 import os
 import random
 from collections import Counter
@@ -28,8 +32,8 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from nim_workflow._engine import Engine
-from nim_workflow._errors import NimWorkflowError, PermissionDenied
+from nim_workflow._engine import ROSTER_ROLE, Engine
+from nim_workflow._errors import InvalidInput, NimWorkflowError, PermissionDenied
 from nim_workflow._pathway._model import Pathway
 from nim_workflow._report import Summary, build_report, summarize
 from nim_workflow._values import EVENT_KINDS, Actor, Event
@@ -38,6 +42,10 @@ __all__ = ["DEMO_END", "DEMO_START", "DemoCounts", "DemoResult", "run_demo"]
 
 DEFAULT_URL = "sqlite:///nim-workflow-demo.db"
 DEFAULT_HTML = "nim-workflow-report.html"
+#: Who administers the demo's roster when the operating-system user cannot be told.
+FALLBACK_OPERATOR = "demo-admin"
+#: The operator's roles: the roster's administrator, and a coordinator (pause, resume, upgrade).
+OPERATOR_ROLES = frozenset({ROSTER_ROLE, "coordinator"})
 #: The first simulated day, and the last: cases are opened over the first eighteen months.
 DEMO_START = dt.date(2025, 5, 1)
 DEMO_END = dt.date(2026, 11, 20)
@@ -77,6 +85,8 @@ class DemoResult:
     counts: DemoCounts
     summary: Summary
     html: Path | None
+    #: The staff id of the person who ran it: the roster's administrator, at every site.
+    operator: str = FALLBACK_OPERATOR
 
 
 # -- the sites ------------------------------------------------------------------------------------
@@ -471,6 +481,56 @@ class _Planner:
         return sorted(merged, key=lambda s: (s.when, s.order))
 
 
+# -- the staff roster -----------------------------------------------------------------------------
+
+
+def _operator() -> str:
+    """The operating-system user running the demo as a staff id (a fallback if it is no id)."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        # getpass raises OSError (KeyError before Python 3.13) when no user can be found.
+        return FALLBACK_OPERATOR
+    try:
+        Actor(name)
+    except InvalidInput:
+        return FALLBACK_OPERATOR
+    return name
+
+
+def _demo_staff() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Everyone the planner has act, by staff id: their one role and their one site."""
+    members: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    for site in _SITES:
+        for key, role in _ROLES.items():
+            # Cases are opened by one of three social workers; one of each other role.
+            for number in range(1, 4) if key == "sw" else (1,):
+                members[f"{site.staff}-{key}-{number}"] = (
+                    frozenset({role}),
+                    frozenset({site.site}),
+                )
+    return members
+
+
+def _add_roster(engine: Engine, operator: str, at: dt.datetime) -> None:
+    """Put the operator on the roster as its administrator, then everyone the cases need."""
+    members = _demo_staff()
+    extra_roles, _sites = members.pop(operator, (frozenset(), frozenset()))
+    admin = Actor(operator, roles=OPERATOR_ROLES)
+    engine.add_staff(
+        operator,
+        roles=OPERATOR_ROLES | extra_roles,
+        sites={"*"},
+        actor=admin,
+        reason="runs the demo",
+        at=at,
+    )
+    for staff_id, (roles, sites) in members.items():
+        engine.add_staff(
+            staff_id, roles=roles, sites=sites, actor=admin, reason="demo staff", at=at
+        )
+
+
 # -- running it -----------------------------------------------------------------------------------
 
 
@@ -574,6 +634,8 @@ def run_demo(
                 "the demo needs an empty database; this one already holds cases "
                 "(use fresh=True for a SQLite file, or another database)"
             )
+        operator = _operator()
+        _add_roster(engine, operator, start)
         events: Counter[str] = Counter()
         engine.subscribe(lambda event: _count(events, event))
         rng = random.Random(seed)
@@ -615,7 +677,14 @@ def run_demo(
         if html is not None:
             written = Path(html)
             written.write_text(build_report(engine, at=as_of), encoding="utf-8")
-        return DemoResult(url=url, as_of=as_of, counts=counts, summary=summary, html=written)
+        return DemoResult(
+            url=url,
+            as_of=as_of,
+            counts=counts,
+            summary=summary,
+            html=written,
+            operator=operator,
+        )
     finally:
         engine.close()
         database.dispose()

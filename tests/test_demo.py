@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import getpass
 import re
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import nim_workflow as nw
-from nim_workflow._demo import DEMO_END, DemoResult, run_demo
+from nim_workflow._cli import main
+from nim_workflow._demo import DEMO_END, FALLBACK_OPERATOR, DemoResult, run_demo
 from nim_workflow._report import format_summary
 
 SITES = {
@@ -175,12 +179,17 @@ def _fact_maps(detail: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [value for key, value in detail.items() if key == "facts" and value]
 
 
-def test_demo_holds_only_declared_facts_and_references(engine: nw.Engine) -> None:
+def test_demo_holds_only_declared_facts_and_references(run: Run, engine: nw.Engine) -> None:
     """Cases and audit events hold declared facts only, by staff ids, under references."""
     pathways = engine.pathways
     for case in engine.cases(open_only=False):
         assert set(case.facts) <= set(pathways[case.pathway_id].facts), case.reference
     for event in engine.audit():
+        if event.stream == "staff":
+            # The roster's entries name staff ids, changed by the person running the demo.
+            assert STAFF.match(event.reference) or event.reference == run.result.operator
+            assert event.actor_id == run.result.operator
+            continue
         assert REFERENCE.match(event.reference), event.reference
         assert STAFF.match(event.actor_id) or event.actor_id.startswith("system:"), event.actor_id
         case_facts = pathways[SITES[_site_of(event.reference)]].facts
@@ -215,6 +224,67 @@ def test_demo_records_facts_with_the_right_roles(engine: nw.Engine) -> None:
             assert event.roles == ("court_officer",)
             assert "decision" in event.detail["facts"]
     assert seen == expected
+
+
+def test_demo_makes_the_person_running_it_the_roster_administrator(
+    run: Run, engine: nw.Engine
+) -> None:
+    """The OS user is added first, as administrator and coordinator at every site."""
+    operator = run.result.operator
+    try:
+        expected = getpass.getuser()
+    except OSError:  # pragma: no cover - a machine that cannot name its user
+        expected = FALLBACK_OPERATOR
+    assert operator == expected
+    member = engine.staff(operator)
+    assert member.roles >= {"administrator", "coordinator"}
+    assert member.sites == {"*"}
+    first = next(e for e in engine.audit() if e.stream == "staff")
+    assert (first.action, first.reference, first.actor_id) == ("staff_added", operator, operator)
+
+
+def test_demo_staff_act_only_in_their_roster_roles_and_sites(run: Run, engine: nw.Engine) -> None:
+    """Every case action was taken by an active roster member holding that role at that site."""
+    roster = {member.id: member for member in engine.roster()}
+    sites = {case.reference: case.site for case in engine.cases(open_only=False)}
+    assert len(roster) == 1 + 3 * 7  # the operator; per site three social workers, four others
+    acted = 0
+    for event in engine.audit():
+        if event.stream != "case" or event.actor_id.startswith("system:"):
+            continue
+        member = roster[event.actor_id]
+        assert set(event.roles) <= member.roles, (event.seq, event.roles, member.roles)
+        assert member.works_at(sites[event.reference]), (event.seq, event.reference)
+        acted += 1
+    assert acted > 500
+
+
+def test_cli_acts_as_the_person_who_ran_the_demo(run: Run, tmp_path: Path) -> None:
+    """After the demo, `case pause` and `case resume` work as copied, with no --actor."""
+    copy = tmp_path / "copy.db"
+    with (
+        sqlite3.connect(run.url.removeprefix("sqlite:///")) as source,
+        sqlite3.connect(copy) as target,
+    ):
+        source.backup(target)
+    source.close()
+    target.close()
+    url = f"sqlite:///{copy}"
+    with nw.Engine(url) as reader:
+        reference = next(c.reference for c in reader.cases(site="london") if not c.paused)
+    env = {"NIM_WORKFLOW_DB": url, "NIM_WORKFLOW_ACTOR": None}
+    if run.result.operator == FALLBACK_OPERATOR:  # pragma: no cover - no OS user to act as
+        env["NIM_WORKFLOW_ACTOR"] = FALLBACK_OPERATOR
+    for args in (["case", "pause", reference, "--reason", "child in hospital"],
+                 ["case", "resume", reference]):  # fmt: skip
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+    with nw.Engine(url) as reader:
+        trail = reader.audit(reference)[-2:]
+    assert [(e.action, e.actor_id) for e in trail] == [
+        ("paused", run.result.operator),
+        ("resumed", run.result.operator),
+    ]
 
 
 def test_demo_refuses_an_existing_database(run: Run) -> None:
