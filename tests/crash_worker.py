@@ -246,7 +246,13 @@ def say(line: str) -> None:
 def alarm_key(reference: str, kind: str, detail: Any) -> str:
     """What identifies one alarm's firing, whether or not its entry has a seq yet."""
     return "|".join(
-        [reference, kind, str(detail["deadline"]), str(detail["occurrence"]), detail["alarm_due_at"]]
+        [
+            reference,
+            kind,
+            str(detail["deadline"]),
+            str(detail["occurrence"]),
+            detail["alarm_due_at"],
+        ]
     )
 
 
