@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import json
+import logging
 import re
 import signal
 import sys
@@ -618,11 +619,30 @@ def db_upgrade(ctx: click.Context) -> None:
     """Create the database's schema, or upgrade it to this version; safe to run again."""
     runtime = _runtime(ctx)
     engine = nw.Engine(runtime.url)
+    # A migration says what it found on the way (an audit log already broken before it) as a
+    # warning on the library's logger: repeat it here, where the person upgrading reads.
+    found = _Collect()
+    library_log = logging.getLogger("nim_workflow")
+    library_log.addHandler(found)
     try:
         engine.migrate()
     finally:
+        library_log.removeHandler(found)
         engine.close()
+    for message in found.messages:
+        _echo(f"warning: {message}", err=True)
     _echo(f"database ready: {_describe(runtime.url)}")
+
+
+class _Collect(logging.Handler):
+    """Keeps the warnings a migration logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 # -- pathway --------------------------------------------------------------------------------------

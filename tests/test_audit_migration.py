@@ -120,3 +120,17 @@ def test_the_migration_warns_when_the_old_log_was_broken(
     with nw.Engine(db_url, clock=Clock()) as engine, caplog.at_level("WARNING", "nim_workflow"):
         engine.migrate()
     assert any("already broken" in r.getMessage() for r in caplog.records)
+
+
+def test_db_upgrade_says_when_the_old_log_was_broken(db_url: str) -> None:
+    """`nim-workflow db upgrade` repeats the migration's verdict where the operator reads it."""
+    from click.testing import CliRunner
+
+    from nim_workflow._cli import main
+
+    old_log(db_url, edited=True)
+    result = CliRunner().invoke(main, ["--db", db_url, "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "warning: audit log before migration 0004" in result.output
+    assert "seq 2 was edited" in result.output
+    assert "database ready" in result.output
