@@ -448,6 +448,7 @@ def _variants(engine: nw.Engine) -> list[tuple[str, Callable[[], None], str]]:
                 r"AUD-1.*deadlines",
             )
         )
+
     def delete_deadline() -> None:
         delete(engine, "nimwf_alarms", deadline_id=deadline["id"])
         delete(engine, "nimwf_deadlines", id=deadline["id"])
