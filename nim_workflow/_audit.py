@@ -150,20 +150,42 @@ def _state_query(name: str) -> sa.Select[Any]:
 _STATE_QUERIES: Mapping[str, sa.Select[Any]] = {name: _state_query(name) for name in STATE_TABLES}
 
 
-def case_state(conn: Connection, reference: str) -> dict[str, str]:
-    """Digests of one case's rows, per table: case row, intervals, pauses, deadlines, alarms."""
+def case_state(
+    conn: Connection,
+    reference: str,
+    *,
+    tables: Iterable[str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Digests of one case's rows, per table: case row, intervals, pauses, deadlines, alarms.
+
+    With ``tables`` only those are read again and the rest taken from ``base``: for a change
+    known to touch one table (an alarm firing changes its alarm row and nothing else).
+    """
     params = {"reference": reference}
-    return {name: _digest(conn.execute(query, params)) for name, query in _STATE_QUERIES.items()}
+    state = dict(base or {})
+    for name in STATE_TABLES if tables is None else tables:
+        state[name] = _digest(conn.execute(_STATE_QUERIES[name], params))
+    return state
 
 
-def all_case_states(conn: Connection) -> dict[str, dict[str, str]]:
-    """Every case's state digests, read one table at a time (what a deep verify compares)."""
+def all_case_states(
+    conn: Connection, references: Iterable[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Cases' state digests, read one table at a time: every case, or those in ``references``.
+
+    A deep verify compares every case; the deadline processor reads the cases of a whole batch
+    of alarms at once. Cases with no rows at all are left out.
+    """
+    wanted = None if references is None else sorted(set(references))
     grouped: dict[str, dict[str, list[Sequence[Any]]]] = {}
     for name, table in STATE_TABLES.items():
         columns = [table.c[c] for c in STATE_COLUMNS[name]]
         query = sa.select(table.c.reference, *columns).order_by(table.c.reference)
         if name != "case":
             query = query.order_by(table.c.id)
+        if wanted is not None:
+            query = query.where(table.c.reference.in_(wanted))
         for row in conn.execute(query):
             grouped.setdefault(row[0], {}).setdefault(name, []).append(tuple(row[1:]))
     return {

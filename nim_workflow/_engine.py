@@ -85,6 +85,8 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
+#: An alarm firing (or lapsing) writes its own alarm row and nothing else of the case.
+_ALARM_ROWS = ("alarms",)
 #: How many entries left unsequenced by an earlier writer a SQLite writer integrates with its own.
 _LEFTOVER = 1000
 #: The most of any unit an extension's by= may name: no rule's step is longer.
@@ -1509,9 +1511,11 @@ class Engine:
             # joins the case's chain in order, and nobody waits on anybody.
             query = query.with_for_update(of=[alarms, cases], skip_locked=True)
         rows = conn.execute(query).all()
+        # The batch's cases as they stand before any alarm fires, read in one pass per table.
+        unread = {alarm.reference for alarm in rows} - unit.states.keys()
+        if unread:
+            unit.states.update(_audit.all_case_states(conn, unread))
         for alarm in rows:
-            if alarm.reference not in unit.states:
-                unit.states[alarm.reference] = _audit.case_state(conn, alarm.reference)
             if alarm.kind == "reminder" and alarm.deadline_due_at <= when:
                 # Caught up late (the processor was down, or the case was paused): the deadline
                 # has passed, its breach says so, and a "due soon" reminder would mislead. The
@@ -1536,6 +1540,7 @@ class Engine:
                         "alarm_due_at": alarm.due_at.isoformat(),
                     },
                     publish=False,
+                    touched=_ALARM_ROWS,
                 )
                 continue
             claimed = conn.execute(
@@ -1564,6 +1569,7 @@ class Engine:
                 from_stage=alarm.stage,
                 to_stage=alarm.stage,
                 detail=detail,
+                touched=_ALARM_ROWS,
             )
         return rows
 
@@ -2098,14 +2104,25 @@ class Engine:
         detail: Mapping[str, Any] | None = None,
         stream: str = "case",
         publish: bool = True,
+        touched: tuple[str, ...] | None = None,
     ) -> AuditEvent:
+        """Append the entry for a change (or refusal) in this unit, and queue its event.
+
+        ``touched`` names the only state tables the change wrote (default: any of them), so
+        only those are read again for the entry's after-state.
+        """
         prior: dict[str, str] | None = None
         state: dict[str, str] | None = None
         if stream == "case" and action not in _audit.STATELESS_ACTIONS:
             # The case's rows before and after this change: a deep verify then finds any row
             # edited outside the engine, and between which two entries.
             prior = unit.states.get(reference)
-            state = _audit.case_state(unit.conn, reference)
+            state = _audit.case_state(
+                unit.conn,
+                reference,
+                tables=touched,
+                base=prior if touched is not None else None,
+            )
             unit.states[reference] = state
         written = _audit.append(
             unit.conn,
