@@ -105,13 +105,13 @@ def verify(
         _check_sequencing(found, chain, row, where, leaves)
         if deep and row["stream"] == "case":
             _replay(found, chain, row, where)
-    size = _check_log(found, conn, leaves)
+    head = _audit.log_head(conn)
+    size = _check_log(found, head, leaves)
     _check_chain_heads(found, conn, chains)
     if checkpoints:
-        _check_checkpoints(found, conn, checkpoints, leaves, size, public_key)
+        _check_checkpoints(found, head.log_id, checkpoints, leaves, size, public_key)
     if deep:
         _check_state(found, conn, chains)
-    head = _audit.log_head(conn)
     if head.legacy is not None and not head.legacy.get("ok", True):
         text = "before per-case chains (migration 0004) " + str(head.legacy.get("summary", ""))
         if head.legacy.get("defect_only"):
@@ -166,7 +166,7 @@ def _ranges(numbers: Sequence[int]) -> str:
     return ", ".join(spans)
 
 
-def _check_log(found: _Findings, conn: Connection, leaves: Mapping[int, bytes]) -> int:
+def _check_log(found: _Findings, head: _audit.LogHead, leaves: Mapping[int, bytes]) -> int:
     """The sequenced log must be gapless and match its head row; returns its size."""
     size = max(leaves, default=0)
     missing = [n for n in range(1, size + 1) if n not in leaves]
@@ -175,7 +175,6 @@ def _check_log(found: _Findings, conn: Connection, leaves: Mapping[int, bytes]) 
             f"the log is missing seq {_ranges(missing)}: entries were deleted "
             f"(the log runs to seq {size})"
         )
-    head = _audit.log_head(conn)
     if head.size != size:
         found.add(
             f"the log head says the log holds {head.size} entries but it holds {size}: "
@@ -225,13 +224,12 @@ def _check_chain_heads(
 
 def _check_checkpoints(
     found: _Findings,
-    conn: Connection,
+    log_id: str,
     checkpoints: Sequence[Checkpoint],
     leaves: Mapping[int, bytes],
     size: int,
     public_key: Ed25519PublicKey | None,
 ) -> None:
-    log_id = _audit.log_head(conn).log_id
     given_key = key_id(public_key) if public_key is not None else None
     usable: list[Checkpoint] = []
     for cp in checkpoints:
