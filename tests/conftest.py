@@ -2,9 +2,10 @@
 
 Contract tests take ``db_url`` and so run once per backend. PostgreSQL comes from
 ``NIM_WORKFLOW_TEST_PG_URL`` (``make test`` starts a throwaway server and sets it); without it
-the PostgreSQL tests are skipped on a developer's machine, but fail under ``CI=true``, so CI can
-never go green without having run them. Every PostgreSQL test gets a database of its own,
-created empty and dropped afterwards, so tests never see each other's rows.
+the PostgreSQL tests are skipped on a developer's machine, but fail under CI (``CI`` set to
+anything but "", "0" or "false"), so CI can never go green without having run them. Every
+PostgreSQL test gets a database of its own, created empty and dropped afterwards, so tests never
+see each other's rows.
 
 Nothing here touches logging configuration or any other process-wide state.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from ci_guard import skip_or_fail
 from sqlalchemy.pool import NullPool
 
 # pytester lets the suite check these fixtures' behaviour without a server (test_infrastructure).
@@ -33,17 +35,16 @@ _PG_FIXTURES = frozenset({"pg_url", "fresh_pg_url", "new_pg_database"})
 def pg_url_from_environment(environ: Mapping[str, str]) -> str:
     """Return the PostgreSQL test URL, or skip (developer) or fail (CI) when there is none."""
     url = environ.get(PG_URL_VARIABLE, "")
-    if url:
-        return url
-    if environ.get("CI") == "true":
-        pytest.fail(
-            f"{PG_URL_VARIABLE} is not set: refusing to skip the PostgreSQL suite under CI",
-            pytrace=False,
+    if not url:
+        skip_or_fail(
+            environ,
+            f"PostgreSQL not available (set {PG_URL_VARIABLE} or install PostgreSQL): "
+            "PostgreSQL suite skipped",
+            under_ci_message=(
+                f"{PG_URL_VARIABLE} is not set: refusing to skip the PostgreSQL suite under CI"
+            ),
         )
-    pytest.skip(
-        f"PostgreSQL not available (set {PG_URL_VARIABLE} or install PostgreSQL): "
-        "PostgreSQL suite skipped"
-    )
+    return url
 
 
 #: Set (to anything but "" or "0") by ``make soak`` to run the long adversarial runs.

@@ -2,7 +2,7 @@
 
 The mermaid output is checked with mermaid's own parser (``tests/mermaid/check.mjs``), installed
 from npm into ``tests/mermaid/node_modules`` on first use. Without Node and npm the parser tests
-skip on a developer's machine, but fail under ``CI=true``.
+skip on a developer's machine, but fail under CI (see ``ci_guard``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from ci_guard import skip_or_fail
 
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._diagram import render_mermaid, render_text
@@ -43,15 +44,21 @@ def _needs_install() -> bool:
     return any(path.exists() and path.stat().st_mtime > stamp for path in manifests)
 
 
+def node_and_npm(
+    environ: Mapping[str, str], which: Callable[[str], str | None] = shutil.which
+) -> tuple[str, str]:
+    """Node and npm, or skip (developer) / fail (CI) when either is missing."""
+    node, npm = which("node"), which("npm")
+    if node is None or npm is None:
+        message = "node and npm are needed to check mermaid output with mermaid's parser"
+        skip_or_fail(environ, message, under_ci_message=f"{message}; refusing to skip under CI")
+    return node, npm
+
+
 @pytest.fixture(scope="session")
 def mermaid_check() -> MermaidCheck:
     """Run mermaid's real parser on some text; install it from npm on first use."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        message = "node and npm are needed to check mermaid output with mermaid's parser"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; refusing to skip under CI", pytrace=False)
-        pytest.skip(message)
+    node, npm = node_and_npm(os.environ)
     if _needs_install():
         subprocess.run(
             [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],

@@ -5,6 +5,8 @@ If these fail, every contract test built on them means nothing, so they come fir
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,7 +106,10 @@ def test_needs_postgres(fresh_pg_url):
 def suite_without_server(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """A scratch suite using this conftest, run with no PostgreSQL URL in the environment."""
     pytester.makeconftest(Path(__file__).with_name("conftest.py").read_text(encoding="utf-8"))
-    pytester.makepyfile(test_pg_only=_PG_ONLY_TEST)
+    pytester.makepyfile(
+        test_pg_only=_PG_ONLY_TEST,
+        ci_guard=Path(__file__).with_name("ci_guard.py").read_text(encoding="utf-8"),
+    )
     monkeypatch.delenv(PG_URL_VARIABLE, raising=False)
 
 
@@ -120,11 +125,83 @@ def test_summary_reports_skipped_postgres_suite(
 
 
 @pytest.mark.usefixtures("suite_without_server")
+@pytest.mark.parametrize("spelling", ["true", "1"])
 def test_pg_url_fixture_errors_under_ci(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, spelling: str
 ) -> None:
-    """Under CI=true, a run without a server errors in the pg_url fixture instead of skipping."""
-    monkeypatch.setenv("CI", "true")
+    """Under CI (true or 1), a run without a server errors in the pg_url fixture, not skips."""
+    monkeypatch.setenv("CI", spelling)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*refusing to skip the PostgreSQL suite under CI*"])
+
+
+# -- every CI spelling is CI ----------------------------------------------------------------------
+
+CI_SPELLINGS = ["true", "TRUE", "True", "1", "yes", "on", " true "]
+NOT_CI_SPELLINGS = ["", "0", "false", "False", "FALSE"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _missing_tool_guards(tmp_path: Path) -> dict[str, Callable[[dict[str, str]], object]]:
+    """Each suite's guard, run as if its tool (server, browser, node) were missing."""
+    from test_diagram import node_and_npm
+    from test_report_browser import _chromium
+
+    def nothing(_name: str) -> None:
+        return None
+
+    return {
+        "postgresql": pg_url_from_environment,
+        "browser": lambda env: _chromium(env, which=nothing, fallback=tmp_path / "no-chromium"),
+        "diagram": lambda env: node_and_npm(env, which=nothing),
+    }
+
+
+@pytest.mark.parametrize("suite", ["postgresql", "browser", "diagram"])
+@pytest.mark.parametrize("spelling", CI_SPELLINGS)
+def test_every_ci_spelling_refuses_to_skip(tmp_path: Path, suite: str, spelling: str) -> None:
+    """With CI set to any spelling of yes, a missing tool fails its suite instead of skipping."""
+    guard = _missing_tool_guards(tmp_path)[suite]
+    with pytest.raises(pytest.fail.Exception, match="refusing to skip"):
+        guard({"CI": spelling})
+
+
+@pytest.mark.parametrize("suite", ["postgresql", "browser", "diagram"])
+@pytest.mark.parametrize("spelling", NOT_CI_SPELLINGS)
+def test_outside_ci_a_missing_tool_skips(tmp_path: Path, suite: str, spelling: str) -> None:
+    """With CI unset, empty, 0 or false, a missing tool skips its suite and says so."""
+    guard = _missing_tool_guards(tmp_path)[suite]
+    with pytest.raises(pytest.skip.Exception):
+        guard({"CI": spelling} if spelling else {})
+
+
+@pytest.mark.parametrize(("spelling", "code"), [("1", 1), ("yes", 1), ("0", 0), ("false", 0)])
+def test_with_postgres_refuses_to_run_without_a_server_under_ci(
+    tmp_path: Path, spelling: str, code: int
+) -> None:
+    """tools/with-postgres.sh with no server exits 1 under any CI spelling, else runs and warns."""
+    env = {key: value for key, value in os.environ.items() if key != "NIM_WORKFLOW_TEST_PG_URL"}
+    env |= {"CI": spelling, "NIM_WORKFLOW_PG_BINDIR": str(tmp_path)}
+    result = subprocess.run(
+        [str(REPO / "tools" / "with-postgres.sh"), "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == code, result.stderr
+    expected = "refusing to run the suite without it" if code else "will be SKIPPED"
+    assert expected in result.stderr
+
+
+def test_ci_run_sets_ci_itself() -> None:
+    """.ci/run exports CI=true before anything else runs, whatever the caller's environment."""
+    commands = [
+        line.strip()
+        for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    first_real = next(c for c in commands if not c.startswith(("set ", "cd ")))
+    assert first_real == "export CI=true"

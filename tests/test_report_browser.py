@@ -3,7 +3,7 @@
 Chromium parses the page and dumps the DOM it built, which is checked for a timeline bar for
 every case, the overdue rows and every site's section; a screenshot is kept under
 ``test-artifacts/`` for people to look at. Without Chromium the test is skipped, except under
-``CI=true``, where a missing browser is a failure.
+CI (``CI`` set to anything but "", "0" or "false"), where a missing browser is a failure.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from ci_guard import skip_or_fail
 
 from nim_workflow._demo import DemoResult, run_demo
 
@@ -34,16 +35,22 @@ _FLAGS = (
 _TIMEOUT = 120
 
 
-def _chromium() -> str:
+def _chromium(
+    environ: Mapping[str, str] = os.environ,
+    which: Callable[[str], str | None] = shutil.which,
+    fallback: Path = Path("/usr/bin/chromium"),
+) -> str:
     """The Chromium executable, or skip (developer) / fail (CI) when there is none."""
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium is not installed: refusing to skip the browser test under CI")
-    pytest.skip("chromium not installed (apt-get install chromium): browser test skipped")
+    found = which("chromium") or (str(fallback) if fallback.exists() else None)
+    if not found:
+        skip_or_fail(
+            environ,
+            "chromium not installed (apt-get install chromium): browser test skipped",
+            under_ci_message=(
+                "chromium is not installed: refusing to skip the browser test under CI"
+            ),
+        )
+    return found
 
 
 def _run_chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

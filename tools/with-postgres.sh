@@ -10,7 +10,8 @@
 #   NIM_WORKFLOW_TEST_PG_URL, run CMD, then stop the server and delete the directory, whatever
 #   way CMD ends. CMD's exit code is kept.
 # - With no server binaries, say loudly that the PostgreSQL suite will be skipped and run CMD;
-#   under CI=true that is an error instead, so a CI run can never pass without PostgreSQL.
+#   under CI (CI set to anything but "", "0" or "false") that is an error instead, so a CI
+#   run can never pass without PostgreSQL.
 #
 # A throwaway cluster, rather than the system one, means no shared state between runs: a
 # cluster left running by someone else, or a half-finished earlier run, cannot break this one.
@@ -53,8 +54,10 @@ find_bindir() {
 
 BINDIR="$(find_bindir)"
 if [ -z "$BINDIR" ]; then
-    if [ "${CI:-}" = "true" ]; then
-        say "PostgreSQL server not found and CI=true: refusing to run the suite without it."
+    # Any CI spelling counts ("true", "1", "yes", ...); only "", "0" and "false" do not.
+    ci="$(printf '%s' "${CI:-}" | tr '[:upper:]' '[:lower:]')"
+    if [ -n "$ci" ] && [ "$ci" != "0" ] && [ "$ci" != "false" ]; then
+        say "PostgreSQL server not found and CI=${CI}: refusing to run the suite without it."
         say "Install the server (Debian: apt-get install postgresql) or set NIM_WORKFLOW_TEST_PG_URL."
         exit 1
     fi
