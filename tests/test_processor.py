@@ -472,3 +472,36 @@ def test_a_reminder_caught_up_after_its_deadline_lapses(engine: nw.Engine) -> No
     assert alarm_statuses(engine)["lapsed"] == 1
     assert action_counts(engine, "LDN-L")["reminder"] == 0
     assert engine.process_due(at=utc(2027, 3, 1), allow_future=True) == []
+
+
+def _pending_alarm_times(engine: nw.Engine, exclude: str | None = None) -> list[dt.datetime]:
+    """Pending alarms' times straight from the table, optionally leaving one case out."""
+    import sqlalchemy as sa
+
+    from nim_workflow._store._schema import alarms
+
+    query = sa.select(alarms.c.due_at).where(alarms.c.status == "pending")
+    if exclude is not None:
+        query = query.where(alarms.c.reference != exclude)
+    with engine.sqlalchemy_engine.connect() as conn:
+        return [row.due_at.astimezone(dt.UTC) for row in conn.execute(query)]
+
+
+def test_next_due_at_is_the_earliest_pending_alarm(engine: nw.Engine) -> None:
+    """next_due_at() is the earliest pending alarm, moves on as alarms fire, skips paused cases."""
+    open_case(engine, "NEXT-LATE", ENGLAND, utc(2026, 3, 6, 9, 30))
+    open_case(engine, "NEXT-EARLY", ENGLAND, utc(2026, 3, 2, 9, 30))
+    pending = _pending_alarm_times(engine)
+    assert len(set(pending)) == 3, pending
+    first = engine.next_due_at()
+    assert first == min(pending) < max(pending)
+    # NEXT-EARLY's referral decision (10 working days from Mon 2 March) is due Mon 16 March,
+    # breached as 17 March begins; its reminder comes as Wed 11 March begins (GMT = UTC).
+    assert first == utc(2026, 3, 11)
+    engine.process_due(at=first, allow_future=True)
+    after = engine.next_due_at()
+    assert after is not None
+    assert after > first
+    assert after == min(_pending_alarm_times(engine))
+    engine.pause("NEXT-EARLY", actor=COORDINATOR, reason="adjourned", at=first + TICK)
+    assert engine.next_due_at() == min(_pending_alarm_times(engine, exclude="NEXT-EARLY"))
