@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 import nim_workflow as nw
 from nim_workflow._cli import main
+from nim_workflow._store._schema import cases, stage_intervals
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = ROOT / "tests" / "pathways" / "invalid"
@@ -51,9 +53,9 @@ Run = Callable[..., Result]
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    """A migrated SQLite database in the test's own directory, with the tests' staff roster."""
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+def db(db_url: str) -> str:
+    """A migrated database (SQLite, then PostgreSQL) with the tests' staff roster."""
+    url = db_url
     result = CliRunner().invoke(main, ["--db", url, "db", "upgrade"])
     assert result.exit_code == 0, result.output
     admin = nw.Actor("admin-1", roles={"administrator"})
@@ -186,11 +188,12 @@ def test_database_without_schema_is_refused(tmp_path: Path) -> None:
     assert "run `nim-workflow db upgrade` first" in result.stderr
 
 
-def test_database_on_an_older_schema_is_refused(db: str, tmp_path: Path) -> None:
+def test_database_on_an_older_schema_is_refused(db: str) -> None:
     """A database whose schema revision is not this version's says to run `db upgrade`."""
-    with sqlite3.connect(tmp_path / "cli.db") as conn:
-        conn.execute("UPDATE nimwf_alembic_version SET version_num = 'older'")
-    conn.close()
+    bind = sa.create_engine(db)
+    with bind.begin() as conn:
+        conn.execute(sa.text("UPDATE nimwf_alembic_version SET version_num = 'older'"))
+    bind.dispose()
     result = CliRunner().invoke(main, ["--db", db, "cases"])
     assert result.exit_code == 2
     assert "has schema revision older" in result.stderr
@@ -1124,9 +1127,17 @@ def test_control_characters_stored_by_other_means_are_escaped_in_output(run: Run
     """A reference holding terminal escapes or a bidi override prints as visible escapes."""
     _open(run)
     raw = "LDN-1\x1b[2J\u202e"
-    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
-        for table in ("nimwf_cases", "nimwf_deadlines", "nimwf_stage_intervals"):
-            conn.execute(f"UPDATE {table} SET reference = ? WHERE reference = 'LDN-1'", (raw,))
+    bind = sa.create_engine(db)
+    with bind.begin() as conn:
+        # A copy of the case under the hostile reference, written past the engine's door.
+        row = conn.execute(sa.select(cases).where(cases.c.reference == "LDN-1")).one()
+        conn.execute(cases.insert().values({**row._mapping, "reference": raw}))
+        for interval in conn.execute(
+            sa.select(stage_intervals).where(stage_intervals.c.reference == "LDN-1")
+        ).all():
+            copied = {k: v for k, v in interval._mapping.items() if k != "id"}
+            conn.execute(stage_intervals.insert().values({**copied, "reference": raw}))
+    bind.dispose()
     out = run("cases").stdout
     assert "\x1b" not in out
     assert "\u202e" not in out

@@ -48,9 +48,9 @@ def open_and_accept(
 
 
 @pytest.fixture
-def engine(sqlite_url: str) -> Iterator[nw.Engine]:
+def engine(db_url: str) -> Iterator[nw.Engine]:
     """The hand-built cohort (worked out in the comments), on a clock stopped at AT."""
-    with nw.Engine(sqlite_url, clock=lambda: AT) as built:
+    with nw.Engine(db_url, clock=lambda: AT) as built:
         built.migrate()
         # A: referral 2 days (2 wd); first LAC review held in time (due 30 Jan), the next due
         # 28 Apr; assessment 8 Jan -> 26 Mar = 77 days, 55 wd, met (due 2 Apr); in treatment.
