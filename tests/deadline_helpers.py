@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing.synchronize
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 import nim_workflow as nw
+from nim_workflow import _engine as _engine_module
 from nim_workflow._store._schema import alarms
 
 ENGLAND = "nim-uk-england"
@@ -210,14 +212,21 @@ def process_due_worker(
     at_iso: str,
     barrier: multiprocessing.synchronize.Barrier,
     results: Any,
+    batch: int = 10,
 ) -> None:
-    """Run in a spawned process: build an engine from ``url``, wait for the others, process."""
+    """Run in a spawned process: build an engine from ``url``, wait for the others, process.
+
+    Puts ``("ok", fired, began, ended)`` (wall-clock seconds) on ``results``. Batches are kept
+    small so the due alarms are more than one batch, and the workers share them out.
+    """
+    _engine_module._PROCESS_BATCH = batch
     engine = nw.Engine(url, clock=FakeClock(dt.datetime.fromisoformat(at_iso)))
     try:
         barrier.wait(timeout=60)
+        began = time.time()
         fired = engine.process_due(at=dt.datetime.fromisoformat(at_iso), allow_future=True)
-        results.put(("ok", len(fired)))
+        results.put(("ok", len(fired), began, time.time()))
     except Exception as exc:  # reported to the parent, which fails the test
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        results.put(("error", f"{type(exc).__name__}: {exc}", 0.0, 0.0))
     finally:
         engine.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -391,6 +392,7 @@ def race(
     refused_not_allowed = 0
     try:
         start()
+        began = time.time()
         for reference in references:
             try:
                 engine.open_case(reference, pathway="nim-uk-england", site="london", actor=SW)
@@ -427,6 +429,7 @@ def race(
                     errors.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
                 else:
                     wins[reference] += 1
+        ended = time.time()
     finally:
         engine.close()
     return {
@@ -434,6 +437,7 @@ def race(
         "wins": wins,
         "errors": errors,
         "not_allowed": refused_not_allowed,
+        "window": (began, ended),
     }
 
 

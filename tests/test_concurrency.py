@@ -41,6 +41,9 @@ def migrated(url: str) -> nw.Engine:
 def check_outcome(engine: nw.Engine, results: list[dict[str, Any]]) -> None:
     """The race's results agree with the database, and the database with the pathway."""
     assert all("crash" not in r for r in results), results
+    # The racers ran at once: each began its walk before any other had finished its own.
+    windows = [r["window"] for r in results]
+    assert max(began for began, _ in windows) < min(ended for _, ended in windows), windows
     errors = Counter(e for r in results for e in r["errors"])
     assert set(errors) <= ALLOWED_ERRORS, errors
     opened: Counter[str] = Counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -38,6 +39,7 @@ from deadline_helpers import (
 )
 
 import nim_workflow as nw
+from nim_workflow import _engine as _engine_module
 
 TICK = dt.timedelta(microseconds=1)
 
@@ -384,7 +386,7 @@ PROCESS_AT = utc(2027, 12, 31, 12)
 
 
 def test_four_threads_with_their_own_engines_fire_each_alarm_once_on_sqlite(
-    sqlite_url: str,
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Four engines in four threads processing at the same instant fire each alarm once."""
     with migrated_engine(sqlite_url) as setup:
@@ -394,13 +396,18 @@ def test_four_threads_with_their_own_engines_fire_each_alarm_once_on_sqlite(
 
     barrier = threading.Barrier(4)
     fired: list[int] = []
+    windows: list[tuple[float, float]] = []
     errors: list[BaseException] = []
+    # Small batches: the due alarms are many transactions, so the threads contend all along.
+    monkeypatch.setattr(_engine_module, "_PROCESS_BATCH", 10)
 
     def work() -> None:
         try:
             with nw.Engine(sqlite_url, clock=FakeClock(PROCESS_AT)) as own:
                 barrier.wait(timeout=30)
+                began = time.monotonic()
                 fired.append(len(own.process_due(at=PROCESS_AT, allow_future=True)))
+                windows.append((began, time.monotonic()))
         except BaseException as exc:  # reported by the test thread below
             errors.append(exc)
 
@@ -411,6 +418,10 @@ def test_four_threads_with_their_own_engines_fire_each_alarm_once_on_sqlite(
         thread.join(timeout=120)
     assert errors == []
     assert len(fired) == 4
+    # They ran at once: every call began before any ended. SQLite has one writer at a time,
+    # so one thread may fire them all while the others wait and then find nothing left.
+    assert len(windows) == 4
+    assert max(began for began, _ in windows) < min(ended for _, ended in windows)
 
     with migrated_engine(sqlite_url) as check:
         statuses = alarm_statuses(check, due_by=PROCESS_AT)
@@ -448,14 +459,18 @@ def test_four_processes_fire_each_alarm_once_on_postgresql(fresh_pg_url: str) ->
     results.close()
     results.join_thread()
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
-    assert [status for status, _ in outcomes] == ["ok"] * 4, outcomes
+    assert [status for status, *_ in outcomes] == ["ok"] * 4, outcomes
+    # They worked at once: more than one fired alarms, and the firing workers' windows overlap.
+    firing = [(began, ended) for _, count, began, ended in outcomes if count]
+    assert len(firing) >= 2, outcomes
+    assert max(began for began, _ in firing) < min(ended for _, ended in firing), outcomes
 
     with migrated_engine(fresh_pg_url) as check:
         statuses = alarm_statuses(check, due_by=PROCESS_AT)
         # Reminders caught up after their deadline passed lapse; everything else fires.
         assert statuses["pending"] == 0
         assert statuses["fired"] + statuses["lapsed"] == expected
-        assert sum(count for _, count in outcomes) == statuses["fired"] > 100
+        assert sum(count for _, count, *_ in outcomes) == statuses["fired"] > 100
         keys = alarm_keys(check)
         assert sum(keys.values()) == statuses["fired"]  # none lost
         assert set(keys.values()) == {1}  # none twice
