@@ -461,8 +461,17 @@ def test_month_steps_never_go_back_and_clamp_the_day(
 def test_shift_never_moves_a_date_earlier(
     cal: WorkingCalendar, due_on: date, unit: Unit, count: int
 ) -> None:
-    """A shift by a pause never makes a deadline fall due sooner."""
-    assert cal.shift(due_on, unit, count) >= due_on
+    """A shift moves a deadline later by exactly ``count`` of its rule's days, never sooner."""
+    shifted = cal.shift(due_on, unit, count)
+    assert shifted >= due_on
+    if unit != "working_days":
+        assert shifted == due_on + timedelta(days=count)
+        return
+    # Day by day: exactly ``count`` working days lie after due_on up to the new date, which is
+    # itself one of them (or due_on itself when nothing was paused).
+    between = [due_on + timedelta(days=i) for i in range(1, (shifted - due_on).days + 1)]
+    assert sum(cal.is_working_day(d) for d in between) == count
+    assert count == 0 or cal.is_working_day(shifted)
 
 
 @given(cal=calendars, paused_on=days, length=st.integers(min_value=0, max_value=60))

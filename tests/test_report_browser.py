@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -51,6 +52,54 @@ def _chromium(
             ),
         )
     return found
+
+
+def _png_rows(data: bytes) -> tuple[int, int, list[list[tuple[int, ...]]]]:
+    """Decode an 8-bit, non-interlaced RGB or RGBA PNG into rows of pixel tuples (no alpha)."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG"
+    pos, chunks, idat = 8, {}, b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IDAT":
+            idat += body
+        else:
+            chunks[kind] = body
+    width, height = (
+        int.from_bytes(chunks[b"IHDR"][0:4], "big"),
+        int.from_bytes(chunks[b"IHDR"][4:8], "big"),
+    )
+    depth, colour, interlace = chunks[b"IHDR"][8], chunks[b"IHDR"][9], chunks[b"IHDR"][12]
+    assert (depth, interlace) == (8, 0), (depth, interlace)
+    assert colour in (2, 6), colour
+    step = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * step
+    previous = bytearray(stride)
+    rows: list[list[tuple[int, ...]]] = []
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for x in range(stride):
+            left = line[x - step] if x >= step else 0
+            up, corner = previous[x], previous[x - step] if x >= step else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - corner
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - corner)
+                near = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[x] = (line[x] + near) & 0xFF
+        rows.append([tuple(line[i : i + 3]) for i in range(0, stride, step)])
+        previous = line
+    return width, height, rows
 
 
 def _run_chromium(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -145,6 +194,11 @@ def test_rendered_report_screenshot(demo: DemoResult, tmp_path: Path) -> None:
         demo.html.as_uri(),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    data = shot.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert len(data) > 50_000
+    width, height, rows = _png_rows(shot.read_bytes())
+    assert (width, height) == (1400, 3000)
+    # Not a blank page: the top band (the heading and summary) holds dark text on a light
+    # background, and the page as a whole is drawn in many colours (bars, statuses, text).
+    top = rows[: height // 20]
+    assert any(min(px) < 100 for row in top for px in row), "no dark text at the top"
+    colours = {px for row in rows[::25] for px in row[::5]}
+    assert len(colours) > 20, f"only {len(colours)} colours: a blank or unstyled page"

@@ -115,7 +115,11 @@ def test_a_new_case_rearms_the_wake_job(db_url: str) -> None:
 
 
 def test_stop_scheduler_is_safe_when_not_started(db_url: str) -> None:
-    """Stopping a scheduler that never started does nothing."""
+    """Stopping a scheduler that never started does nothing, and the engine goes on working."""
     engine = _engine(db_url)
+    engine.stop_scheduler()
+    engine.open_case("LDN-4", pathway="nim-uk-england", site="london", actor=SW)
+    assert engine.process_due() == []
+    assert engine.next_due_at() == min(pending_alarm_times(engine))
     engine.stop_scheduler()
     engine.close()
