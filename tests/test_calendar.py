@@ -379,9 +379,10 @@ def test_pause_and_resume_on_the_same_date_moves_nothing(unit: Unit) -> None:
 
 
 def test_negative_shift_is_refused() -> None:
-    """shift only moves due dates later."""
-    with pytest.raises(InvalidInput):
+    """shift only moves due dates later; a negative count is refused, naming it."""
+    with pytest.raises(InvalidInput, match="a shift cannot be negative, got -1") as refused:
         ENGLAND.shift(date(2027, 1, 6), "days", -1)
+    assert refused.value.field == "count"
 
 
 # -- construction ------------------------------------------------------------------------------
@@ -515,3 +516,47 @@ def test_the_holidays_floor_is_the_first_release_that_knows_every_proclaimed_day
     scotland = WorkingCalendar("scotland", "Europe/London")
     assert not scotland.is_working_day(date(2026, 6, 15))
     assert WorkingCalendar("england-and-wales", "Europe/London").is_working_day(date(2026, 6, 15))
+
+
+# -- "beginning with": the statute's count, worked by hand --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "amount", "unit", "after", "beginning_with"),
+    [
+        # 26 weeks beginning with Monday 5 January 2026 end on Sunday 5 July (CA 1989 s.32).
+        (date(2026, 1, 5), 26, "weeks", date(2026, 7, 6), date(2026, 7, 5)),
+        # 22 days beginning with Wednesday 4 March: the 22nd day counting 4 March is 25 March.
+        (date(2026, 3, 4), 22, "days", date(2026, 3, 26), date(2026, 3, 25)),
+        # 10 working days from Monday 2 March 2026: after it, Monday 16 March; beginning with
+        # it (2-6 and 9-13 March), Friday 13 March.
+        (date(2026, 3, 2), 10, "working_days", date(2026, 3, 16), date(2026, 3, 13)),
+        # From Saturday 7 March the first working day counted is Monday 9 March either way:
+        # 9-13 and 16-20 March.
+        (date(2026, 3, 7), 10, "working_days", date(2026, 3, 20), date(2026, 3, 20)),
+        # One month beginning with 15 April ends on 14 May.
+        (date(2026, 4, 15), 1, "months", date(2026, 5, 15), date(2026, 5, 14)),
+    ],
+)
+def test_after_and_beginning_with_count_as_worked_by_hand(
+    start: date, amount: int, unit: Unit, after: date, beginning_with: date
+) -> None:
+    """'N after' starts counting the next day; 'N beginning with' counts the start day itself."""
+    duration = Duration(amount=amount, unit=unit)
+    assert ENGLAND.add(start, duration) == after
+    assert ENGLAND.add(start, duration, "after") == after
+    assert ENGLAND.add(start, duration, "beginning_with") == beginning_with
+
+
+def test_refusals_say_what_is_wrong() -> None:
+    """Bad calendar names, dates, instants and closure names are refused with what and where."""
+    with pytest.raises(InvalidInput, match="unknown calendar 'narnia'; expected one of "):
+        WorkingCalendar("narnia", "UTC")
+    with pytest.raises(InvalidInput, match=r"closures must be a datetime\.date, not str") as bad:
+        WorkingCalendar("england-and-wales", "UTC", ["2026-01-01"])  # type: ignore[list-item]
+    assert bad.value.field == "closures"
+    with pytest.raises(InvalidInput, match="expected a datetime, not date") as naive:
+        ENGLAND.local_date(date(2026, 1, 1))  # type: ignore[arg-type]
+    assert naive.value.field == "instant"
+    with pytest.raises(InvalidInput, match=r"the name of .* must be text, not int"):
+        calendar_for("england-and-wales", "UTC", {date(2026, 1, 2): 7})  # type: ignore[dict-item]
