@@ -6,6 +6,8 @@
 #   make lint    ruff check, ruff format --check, mypy
 #   make demo    run the command-line demo
 #   make soak    the long adversarial runs (stateful, kill and multi-process), minutes each
+#   make mutate  mutation testing of the deciding modules, then the score per module
+#                (a subset: make mutate MUTANTS='nim_workflow._calendar*'); never in CI
 #   make clean   remove the virtualenv, caches and build output
 
 SHELL := /bin/bash
@@ -19,7 +21,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nim-workflow-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint soak clean
+MUTANTS ?=
+
+.PHONY: venv demo test lint soak mutate clean
 
 venv: $(STAMP)
 
@@ -43,6 +47,13 @@ test: venv
 soak: venv
 	NIM_WORKFLOW_SOAK=1 tools/with-postgres.sh $(BIN)/pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
 
+# Mutation testing (pyproject's [tool.mutmut] names the modules and their tests); mutmut keeps
+# its work in mutants/ and carries on where it stopped. The report is docs/testing.md's table.
+mutate: venv
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	@rc=0; $(BIN)/mutmut run --max-children 2 $(MUTANTS) || rc=$$?; \
+	$(BIN)/python tools/mutation_report.py; exit $$rc
+
 # All three checks run even when one fails, so a single run shows every problem.
 lint: venv
 	@rc=0; \
@@ -52,5 +63,5 @@ lint: venv
 	exit $$rc
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts mutants
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
