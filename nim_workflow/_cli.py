@@ -510,7 +510,7 @@ def _examples(*lines: str) -> str:
     epilog=_examples(
         "nim-workflow demo",
         "nim-workflow --db sqlite:///nim-workflow.db db upgrade",
-        "nim-workflow staff add $USER --role administrator --role coordinator --site '*'",
+        "nim-workflow staff add \"$(id -un)\" --role administrator --role coordinator --site '*'",
         "nim-workflow cases --site london",
         "nim-workflow case show LDN-2026-0001",
     ),
@@ -1239,7 +1239,7 @@ def _staff_text(member: nw.StaffMember) -> str:
 @staff.command(
     "add",
     epilog=_examples(
-        "nim-workflow staff add $USER --role administrator --role coordinator --site '*'",
+        "nim-workflow staff add \"$(id -un)\" --role administrator --role coordinator --site '*'",
         "nim-workflow staff add sw-017 --role social_worker --site london",
         "nim-workflow staff add tm-004 --role team_manager --site london --site glasgow",
     ),
