@@ -2,11 +2,15 @@
 
 The log works like Certificate Transparency (RFC 9162). Each case (and each staff member) has its
 own hash chain: an entry stores its position in the chain, the hash of the chain's entry before
-it, and its own hash over a canonical encoding of every field. Writers append under the case lock
-they already hold, so writers on different cases never wait on each other. A single **sequencer**
-(inline on SQLite, the holder of an advisory lock on PostgreSQL) later gives each committed entry
-its place ``seq`` in one gapless global log, in the order it integrates them, and keeps the
-Merkle tree's compact range over that log, so a signed checkpoint of the tree head is cheap.
+it, and its own hash over a canonical encoding of every field. A command decides its entries in
+memory (:func:`new_entry`) and writes them with its other changes just before it commits
+(:func:`write_entries`: one multi-row insert, one statement per kind of chain-head move), under
+the case lock it already holds, so writers on different cases never wait on each other. A
+single **sequencer** gives each committed entry its place ``seq`` in one gapless global log and
+keeps the Merkle tree's compact range over that log, so a signed checkpoint of the tree head is
+cheap: on SQLite the writer, which holds the database's write lock, numbers its entries as it
+inserts them; on PostgreSQL the holder of an advisory lock integrates committed entries after
+their writers commit.
 
 Every entry that changes a case also records digests of the case's rows (per table) before and
 after the change, so a deep verify finds a row edited outside the engine, and between which two
@@ -169,6 +173,28 @@ def case_state(
     return state
 
 
+def state_digests(
+    case: Mapping[str, Any],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    only: Iterable[str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Digests of one case's rows held in memory, as :func:`case_state` would read them.
+
+    ``rows`` maps each child table to its rows in id order. With ``only``, just those tables
+    are digested again and the rest taken from ``base`` (a change known to touch one table).
+    """
+    state = dict(base or {})
+    for name in STATE_TABLES if only is None else only:
+        columns = STATE_COLUMNS[name]
+        if name == "case":
+            state[name] = _digest([tuple(case[c] for c in columns)])
+        else:
+            state[name] = _digest([tuple(row[c] for c in columns) for row in rows[name]])
+    return state
+
+
 def all_case_states(
     conn: Connection, references: Iterable[str] | None = None
 ) -> dict[str, dict[str, str]]:
@@ -240,29 +266,15 @@ _CHAIN_HEAD = sa.select(audit_chains.c.length, audit_chains.c.head_hash).where(
     audit_chains.c.reference == sa.bindparam("reference"),
 )
 _CHAIN_HEAD_FOR_UPDATE = _CHAIN_HEAD.with_for_update()
-_INSERT_ENTRY = audit_events.insert().returning(audit_events.c.id)
 _INSERT_CHAIN = audit_chains.insert()
-# The SET clause comes from the parameters (length, head_hash); the key's names differ from the
-# columns' so they can be bound in the WHERE clause.
-_UPDATE_CHAIN = audit_chains.update().where(
-    audit_chains.c.stream == sa.bindparam("b_stream"),
-    audit_chains.c.reference == sa.bindparam("b_reference"),
-)
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """An entry as appended: its row id (for the sequencer's answer) and its value."""
-
-    entry_id: int
-    event: AuditEvent
-
-
-def append(
-    conn: Connection,
+def new_entry(
     *,
     stream: str,
     reference: str,
+    position: int,
+    prev_hash: str,
     at: dt.datetime,
     actor_id: str,
     roles: Sequence[str],
@@ -274,18 +286,8 @@ def append(
     detail: Mapping[str, Any] | None = None,
     prior_state: Mapping[str, str] | None = None,
     state: Mapping[str, str] | None = None,
-    lock: bool = True,
-) -> Written:
-    """Append one entry to its chain inside the caller's transaction (not yet sequenced).
-
-    The chain's head row is locked (``lock``) so concurrent appends to one chain queue; the
-    caller already holds the case lock for case events, so this never waits on another case.
-    """
-    params = {"stream": stream, "reference": reference}
-    locking = lock and conn.dialect.name == "postgresql"
-    head = conn.execute(_CHAIN_HEAD_FOR_UPDATE if locking else _CHAIN_HEAD, params).first()
-    position = 1 if head is None else head.length + 1
-    prev_hash = GENESIS_HASH if head is None else head.head_hash
+) -> dict[str, Any]:
+    """An entry's stored fields with its hash, decided in memory (``seq`` still unknown)."""
     # Round-trip the detail through JSON now, so the hash covers exactly what is stored.
     detail_json = json.loads(json.dumps(dict(detail or {}), sort_keys=True, default=str))
     fields: dict[str, Any] = {
@@ -305,16 +307,123 @@ def append(
         "state": dict(state) if state is not None else None,
         "prev_hash": prev_hash,
     }
-    digest = entry_hash(fields)
-    entry_id = conn.execute(_INSERT_ENTRY, {**fields, "hash": digest}).scalar_one()
+    fields["hash"] = entry_hash(fields)
+    fields["seq"] = None
+    return fields
+
+
+@dataclass(slots=True)
+class ChainHead:
+    """A chain's head as this transaction moves it: ``stored`` is the length in the database."""
+
+    length: int
+    head_hash: str
+    stored: int | None
+
+    def advance(self, entry: Mapping[str, Any]) -> None:
+        self.length = entry["position"]
+        self.head_hash = entry["hash"]
+
+
+def chain_head(conn: Connection, stream: str, reference: str) -> ChainHead:
+    """A chain's head as stored, locked for update on PostgreSQL."""
+    locking = conn.dialect.name == "postgresql"
+    params = {"stream": stream, "reference": reference}
+    head = conn.execute(_CHAIN_HEAD_FOR_UPDATE if locking else _CHAIN_HEAD, params).first()
     if head is None:
-        conn.execute(_INSERT_CHAIN, {**params, "length": position, "head_hash": digest})
+        return ChainHead(0, GENESIS_HASH, None)
+    return ChainHead(head.length, head.head_hash, head.length)
+
+
+_INSERT_ENTRIES = audit_events.insert()
+_INSERT_ENTRIES_RETURNING = audit_events.insert().returning(
+    audit_events.c.id, sort_by_parameter_order=True
+)
+_ADVANCE_CHAIN = audit_chains.update().where(
+    audit_chains.c.stream == sa.bindparam("b_stream"),
+    audit_chains.c.reference == sa.bindparam("b_reference"),
+    audit_chains.c.length == sa.bindparam("b_length"),
+)
+
+
+class ChainMoved(Exception):
+    """A chain's head moved under this transaction (a writer that did not hold the case lock)."""
+
+
+def write_entries(
+    conn: Connection, entries: Sequence[dict[str, Any]], chains: Mapping[tuple[str, str], ChainHead]
+) -> list[int]:
+    """Write entries decided in memory and move their chains' heads; return the entries' ids.
+
+    On SQLite the writer is the sequencer: it holds the database's write lock, so it gives the
+    entries their seqs as it inserts them (after integrating any entry left unsequenced) and
+    returns no ids. On PostgreSQL the entries wait for the sequencer, and their ids say which
+    seq each is given.
+    """
+    ids: list[int] = []
+    if conn.dialect.name == "sqlite":
+        _sequence_inline(conn, entries)
+        conn.execute(_INSERT_ENTRIES, list(entries))
     else:
-        conn.execute(
-            _UPDATE_CHAIN,
-            {"b_stream": stream, "b_reference": reference, "length": position, "head_hash": digest},
-        )
-    return Written(entry_id, to_event({**fields, "seq": None, "hash": digest}))
+        ids = [row[0] for row in conn.execute(_INSERT_ENTRIES_RETURNING, list(entries))]
+    moved = [
+        {
+            "b_stream": stream,
+            "b_reference": reference,
+            "b_length": head.stored,
+            "length": head.length,
+            "head_hash": head.head_hash,
+        }
+        for (stream, reference), head in chains.items()
+        if head.stored is not None and head.length != head.stored
+    ]
+    if moved and conn.execute(_ADVANCE_CHAIN, moved).rowcount != len(moved):
+        raise ChainMoved(", ".join(sorted(str(m["b_reference"]) for m in moved)))
+    started = [
+        {"stream": stream, "reference": reference, "length": h.length, "head_hash": h.head_hash}
+        for (stream, reference), h in chains.items()
+        if h.stored is None and h.length > 0
+    ]
+    if started:
+        conn.execute(_INSERT_CHAIN, started)
+    for head in chains.values():
+        head.stored = head.length
+    return ids
+
+
+_LOG_HEAD_AND_BACKLOG = sa.select(
+    audit_log,
+    sa.select(sa.func.count())
+    .select_from(audit_events)
+    .where(audit_events.c.seq.is_(None))
+    .scalar_subquery()
+    .label("backlog"),
+).where(audit_log.c.id == 1)
+
+
+def _sequence_inline(conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+    """Give entries about to be inserted their seqs and advance the log head (SQLite's writer)."""
+    row = conn.execute(_LOG_HEAD_AND_BACKLOG).one()
+    if row.backlog:
+        # Entries written unsequenced (by an older version, or copied in): integrate them first.
+        while sequence(conn):
+            pass
+        row = conn.execute(_LOG_HEAD_AND_BACKLOG).one()
+    frontier = _merkle.Frontier.from_json(row.size, row.frontier)
+    for entry in entries:
+        frontier.append(leaf(entry["hash"]))
+        entry["seq"] = frontier.size
+    advanced = conn.execute(
+        _ADVANCE_LOG,
+        {
+            "old_size": row.size,
+            "size": frontier.size,
+            "frontier": frontier.to_json(),
+            "root_hash": frontier.root().hex(),
+        },
+    ).rowcount
+    if advanced != 1:  # pragma: no cover - the write lock is held
+        raise RuntimeError("the audit log head moved under the sequencer")
 
 
 def to_event(row: Mapping[str, Any]) -> AuditEvent:

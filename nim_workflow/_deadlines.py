@@ -1,10 +1,12 @@
 """Deadline rules to due dates, and the alarms (reminders, breaches, escalations) they raise.
 
-Everything here runs inside the caller's transaction on one case: opening the deadlines of a
-stage, settling them when the stage is left, starting and moving statutory clocks when their
-date facts are recorded, shifting them over pauses, extending them, and (for the processor)
-claiming alarms that fell due. Due dates are local dates in the site's working-day calendar; an
-alarm is a row due at a UTC instant, so nothing about time lives only in memory.
+Everything here decides against one case's rows held in memory (:class:`CaseState`), which the
+store writes afterwards in a handful of statements: opening the deadlines of a stage, settling
+them when the stage is left, starting and moving statutory clocks when their date facts are
+recorded, shifting them over pauses, extending them, and reworking them for another version of
+the pathway. No SQL runs here, so all of it is tested without a database. Due dates are local
+dates in the site's working-day calendar; an alarm is a row due at a UTC instant, so nothing
+about time lives only in memory once the command commits.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Connection
-
 from nim_workflow._calendar import WorkingCalendar, calendar_for
 from nim_workflow._errors import InvalidInput
 from nim_workflow._pathway._model import DeadlineRule, Duration, Pathway
-from nim_workflow._store._schema import alarms, deadlines
+from nim_workflow._store._case_state import CaseState, Row
 from nim_workflow._values import Adjustment, Deadline, Explanation
 
 SYSTEM_ACTOR = "system:deadline-processor"
@@ -56,7 +55,7 @@ class CaseClock:
 
 
 def open_deadline(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     rule: DeadlineRule,
     *,
@@ -66,8 +65,8 @@ def open_deadline(
     duration: Duration | None = None,
     due_on: dt.date | None = None,
     basis: Mapping[str, Any] | None = None,
-) -> int:
-    """Open one deadline of ``rule`` whose clock started on ``start_on``; return its id.
+) -> Row:
+    """Open one deadline of ``rule`` whose clock started on ``start_on``; return its row.
 
     The due date is ``duration`` (default: the rule's span for ``occurrence``) counted from
     ``start_on`` as the rule counts, unless the caller worked it out already (``due_on``: an
@@ -81,61 +80,53 @@ def open_deadline(
         if rule.opens is not None
         else None
     )
-    result = conn.execute(
-        deadlines.insert().values(
-            reference=clock.reference,
-            site=clock.site,
-            rule=rule.name,
-            kind=rule.kind,
-            stage=rule.stage,
-            occurrence=occurrence,
-            start_on=start_on,
-            base_due_on=due_on,
-            due_on=due_on,
-            due_at=clock.calendar.end_of(due_on),
-            status="open",
-            settled_at=None,
-            extensions=0,
-            adjustments=[],
-            opens_on=opens_on,
-            basis=dict(basis) if basis is not None else None,
-        )
+    row = state.add(
+        "deadlines",
+        site=clock.site,
+        rule=rule.name,
+        kind=rule.kind,
+        stage=rule.stage,
+        occurrence=occurrence,
+        start_on=start_on,
+        base_due_on=due_on,
+        due_on=due_on,
+        due_at=clock.calendar.end_of(due_on),
+        status="open",
+        settled_at=None,
+        extensions=0,
+        adjustments=[],
+        opens_on=opens_on,
+        basis=dict(basis) if basis is not None else None,
     )
-    key = result.inserted_primary_key
-    assert key is not None
-    deadline_id = int(key[0])
     schedule_alarms(
-        conn, clock, rule, deadline_id, start_on=start_on, due_on=due_on, now=at, opens_on=opens_on
+        state, clock, rule, row, start_on=start_on, due_on=due_on, now=at, opens_on=opens_on
     )
-    return deadline_id
+    return row
 
 
 def open_stage_deadlines(
-    conn: Connection, clock: CaseClock, stage: str, at: dt.datetime
+    state: CaseState, clock: CaseClock, stage: str, at: dt.datetime
 ) -> list[str]:
     """Open every deadline of ``stage``, its clock starting on the local date of ``at``."""
     start_on = clock.calendar.local_date(at)
     opened = []
     for rule in clock.pathway.stage_rules(stage):
-        open_deadline(conn, clock, rule, occurrence=1, start_on=start_on, at=at)
+        open_deadline(state, clock, rule, occurrence=1, start_on=start_on, at=at)
         opened.append(rule.name)
     return opened
 
 
-def _close_alarms(conn: Connection, deadline_ids: Sequence[int]) -> None:
+def _close_alarms(state: CaseState, rows: Sequence[Row]) -> None:
     """Cancel the pending alarms of deadlines that are no longer open."""
-    if deadline_ids:
-        conn.execute(
-            alarms.update()
-            .where(alarms.c.deadline_id.in_(deadline_ids), alarms.c.status == "pending")
-            .values(status="cancelled")
-        )
+    for row in rows:
+        for alarm in state.alarms_of(row, "pending"):
+            state.change("alarms", alarm, status="cancelled")
 
 
 def _settle(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
-    rows: Sequence[Any],
+    rows: Sequence[Row],
     at: dt.datetime,
     *,
     trigger: str | None,
@@ -151,24 +142,14 @@ def _settle(
             status = "cancelled"
         else:
             status = "met"
-        conn.execute(
-            deadlines.update().where(deadlines.c.id == row.id).values(status=status, settled_at=at)
-        )
+        state.change("deadlines", row, status=status, settled_at=at)
         settled[row.rule] = status
-    _close_alarms(conn, [row.id for row in rows])
+    _close_alarms(state, rows)
     return settled
 
 
-def _open_rows(conn: Connection, reference: str, *conditions: Any) -> Sequence[Any]:
-    return conn.execute(
-        sa.select(deadlines.c.id, deadlines.c.rule, deadlines.c.due_on).where(
-            deadlines.c.reference == reference, deadlines.c.status == "open", *conditions
-        )
-    ).all()
-
-
 def settle_stage_deadlines(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     stage: str,
     at: dt.datetime,
@@ -182,55 +163,43 @@ def settle_stage_deadlines(
     (withdrawn, declined) a deadline not yet missed is ``cancelled`` instead of met: the work it
     measured was not done, unless the rule names the closing trigger in ``met_by``.
     """
-    rows = _open_rows(conn, clock.reference, deadlines.c.stage == stage)
-    return _settle(conn, clock, rows, at, trigger=trigger, closing=closing)
+    rows = [row for row in state.deadline_rows(status="open") if row.stage == stage]
+    return _settle(state, clock, rows, at, trigger=trigger, closing=closing)
 
 
 def settle_met_by(
-    conn: Connection, clock: CaseClock, trigger: str, at: dt.datetime
+    state: CaseState, clock: CaseClock, trigger: str, at: dt.datetime
 ) -> dict[str, str]:
     """Settle the open deadlines whose rule names ``trigger`` in ``met_by``."""
     names = [rule.name for rule in clock.pathway.deadlines if trigger in rule.met_by]
     if not names:
         return {}
-    rows = _open_rows(conn, clock.reference, deadlines.c.rule.in_(names))
-    return _settle(conn, clock, rows, at, trigger=trigger, closing=False)
+    rows = [row for row in state.deadline_rows(status="open") if row.rule in names]
+    return _settle(state, clock, rows, at, trigger=trigger, closing=False)
 
 
 def close_open(
-    conn: Connection, clock: CaseClock, at: dt.datetime, trigger: str | None = None
+    state: CaseState, clock: CaseClock, at: dt.datetime, trigger: str | None = None
 ) -> dict[str, str]:
     """Settle every deadline still open when the case closes.
 
     Those already past their due date are ``missed`` (closing does not undo a breach); those the
     closing trigger meets (``met_by``) are ``met``; the rest are ``cancelled``.
     """
-    rows = _open_rows(conn, clock.reference)
-    return _settle(conn, clock, rows, at, trigger=trigger, closing=True)
+    rows = state.deadline_rows(status="open")
+    return _settle(state, clock, rows, at, trigger=trigger, closing=True)
 
 
 # -- statutory clocks and windows ----------------------------------------------------------------
 
 
-def _latest_row(conn: Connection, reference: str, rule: DeadlineRule) -> Any | None:
-    """The newest deadline of ``rule`` on the case, whatever its status."""
-    return conn.execute(
-        sa.select(deadlines)
-        .where(deadlines.c.reference == reference, deadlines.c.rule == rule.name)
-        .order_by(deadlines.c.id.desc())
-        .limit(1)
-    ).first()
-
-
-def _settle_row(conn: Connection, row: Any, status: str, at: dt.datetime) -> None:
-    conn.execute(
-        deadlines.update().where(deadlines.c.id == row.id).values(status=status, settled_at=at)
-    )
-    _close_alarms(conn, [row.id])
+def _settle_row(state: CaseState, row: Row, status: str, at: dt.datetime) -> None:
+    state.change("deadlines", row, status=status, settled_at=at)
+    _close_alarms(state, [row])
 
 
 def window_refusal(
-    conn: Connection, clock: CaseClock, changed: Mapping[str, Any]
+    state: CaseState, clock: CaseClock, changed: Mapping[str, Any]
 ) -> tuple[str, str, dt.date, dt.date] | None:
     """``(rule, fact, day, opens_on)`` if ``changed`` would meet an open window before it opens.
 
@@ -243,14 +212,14 @@ def window_refusal(
             day = changed.get(fact)
             if not isinstance(day, dt.date):
                 continue
-            row = _latest_row(conn, clock.reference, rule)
+            row = state.latest(rule.name)
             if row is not None and row.status == "open" and day < row.opens_on:
                 return rule.name, fact, day, row.opens_on
     return None
 
 
 def record_clock_facts(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     changed: Mapping[str, dt.date],
     at: dt.datetime,
@@ -279,38 +248,38 @@ def record_clock_facts(
         if not touched:
             continue
         if rule.cumulative is not None:
-            moves.extend(_move_cumulative(conn, clock, rule, touched, changed, all_facts, at))
+            moves.extend(_move_cumulative(state, clock, rule, touched, changed, all_facts, at))
             continue
         starts = [fact for fact in touched if fact in rule.start_facts]
         if rule.candidates and starts:
-            move = _move_earliest(conn, clock, rule, all_facts, at)
+            move = _move_earliest(state, clock, rule, all_facts, at)
             if move is not None:
                 moves.append(move)
         for fact in touched:
             if fact == rule.anchor_fact or fact == rule.recur_fact:
-                moves.append(_move_clock(conn, clock, rule, fact, changed[fact], at))
+                moves.append(_move_clock(state, clock, rule, fact, changed[fact], at))
             elif fact in rule.settled_by:
-                move = _settle_by_fact(conn, clock, rule, fact, changed[fact], at)
+                move = _settle_by_fact(state, clock, rule, fact, changed[fact], at)
                 if move is not None:
                     moves.append(move)
     return moves
 
 
 def _settle_by_fact(
-    conn: Connection, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
+    state: CaseState, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
 ) -> dict[str, Any] | None:
-    row = _latest_row(conn, clock.reference, rule)
+    row = state.latest(rule.name)
     if row is None or row.status != "open":
         return None
     status = "met" if day <= row.due_on else "missed"
-    _settle_row(conn, row, status, at)
+    _settle_row(state, row, status, at)
     return {"rule": rule.name, "fact": fact, "settled": status, "occurrence": row.occurrence}
 
 
 def _move_clock(
-    conn: Connection, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
+    state: CaseState, clock: CaseClock, rule: DeadlineRule, fact: str, day: dt.date, at: dt.datetime
 ) -> dict[str, Any]:
-    latest = _latest_row(conn, clock.reference, rule)
+    latest = state.latest(rule.name)
     is_anchor = fact == rule.anchor_fact
     unmoved = {"rule": rule.name, "fact": fact, "started": None}
     if latest is None and not is_anchor:
@@ -336,11 +305,11 @@ def _move_clock(
         else:
             settled = "met" if day <= latest.due_on else "missed"
             occurrence = latest.occurrence + 1
-        _settle_row(conn, latest, settled, at)
+        _settle_row(state, latest, settled, at)
     elif latest is not None:
         occurrence = 1 if restart else latest.occurrence + 1
     span = rule.duration if is_anchor else rule.duration_for(max(occurrence, 2))
-    open_deadline(conn, clock, rule, occurrence=occurrence, start_on=day, at=at, duration=span)
+    open_deadline(state, clock, rule, occurrence=occurrence, start_on=day, at=at, duration=span)
     return {
         "rule": rule.name,
         "fact": fact,
@@ -374,14 +343,14 @@ def governing_candidate(
 
 
 def _move_earliest(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     rule: DeadlineRule,
     facts: Mapping[str, Any],
     at: dt.datetime,
 ) -> dict[str, Any] | None:
     """Work an earliest_of clock's first occurrence out again after one of its anchors changed."""
-    latest = _latest_row(conn, clock.reference, rule)
+    latest = state.latest(rule.name)
     if latest is not None and (latest.occurrence > 1 or latest.status != "open"):
         # Its hearings have moved it on (or it is settled): the anchors no longer rule it.
         return None
@@ -393,7 +362,7 @@ def _move_earliest(
     basis = {"candidate": index, "anchor": candidate.anchor}
     if latest is None:
         open_deadline(
-            conn,
+            state,
             clock,
             rule,
             occurrence=1,
@@ -412,23 +381,22 @@ def _move_earliest(
         }
     if latest.due_on == due_on and latest.basis == basis and latest.start_on == anchor_on:
         return None
-    conn.execute(
-        deadlines.update()
-        .where(deadlines.c.id == latest.id)
-        .values(
-            start_on=anchor_on,
-            base_due_on=due_on,
-            due_on=due_on,
-            due_at=clock.calendar.end_of(due_on),
-            basis=basis,
-        )
+    previous_due = latest.due_on
+    state.change(
+        "deadlines",
+        latest,
+        start_on=anchor_on,
+        base_due_on=due_on,
+        due_on=due_on,
+        due_at=clock.calendar.end_of(due_on),
+        basis=basis,
     )
-    schedule_alarms(conn, clock, rule, latest.id, start_on=anchor_on, due_on=due_on, now=at)
+    schedule_alarms(state, clock, rule, latest, start_on=anchor_on, due_on=due_on, now=at)
     return {
         "rule": rule.name,
         "fact": candidate.anchor,
         "governing": candidate.anchor,
-        "from": latest.due_on.isoformat(),
+        "from": previous_due.isoformat(),
         "to": due_on.isoformat(),
     }
 
@@ -495,7 +463,7 @@ def _periods_json(periods: Sequence[Period]) -> dict[str, Any]:
 
 
 def _move_cumulative(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     rule: DeadlineRule,
     touched: Sequence[str],
@@ -513,11 +481,11 @@ def _move_cumulative(
     assert cumulative is not None
     moves: list[dict[str, Any]] = []
     for fact in touched:
-        latest = _latest_row(conn, clock.reference, rule)
+        latest = state.latest(rule.name)
         periods = _periods(latest)
         day = changed[fact]
         if fact in rule.settled_by:
-            move = _settle_by_fact(conn, clock, rule, fact, day, at)
+            move = _settle_by_fact(state, clock, rule, fact, day, at)
             if move is not None:
                 moves.append(move)
             continue
@@ -554,17 +522,15 @@ def _move_cumulative(
                 assert latest is not None
                 if latest.status == "open":
                     status = "missed" if day > latest.due_on else "cancelled"
-                    _settle_row(conn, latest, status, at)
-                conn.execute(
-                    deadlines.update()
-                    .where(deadlines.c.id == latest.id)
-                    .values(basis={**(latest.basis or {}), **_periods_json(periods)})
+                    _settle_row(state, latest, status, at)
+                state.change(
+                    "deadlines", latest, basis={**(latest.basis or {}), **_periods_json(periods)}
                 )
                 moves.append({"rule": rule.name, "fact": fact, "left": day.isoformat()})
                 continue
             periods.append((day, None))
             occurrence = (latest.occurrence + 1) if latest is not None else 1
-            moves.append(_open_periods(conn, clock, rule, fact, periods, occurrence, at))
+            moves.append(_open_periods(state, clock, rule, fact, periods, occurrence, at))
             continue
         # One of the facts that say where the condition first began.
         first = condition_start(clock, rule, facts)
@@ -574,13 +540,13 @@ def _move_cumulative(
             # Periods have ended and begun since: the first day is history by now.
             continue
         if latest is not None and latest.status == "open":
-            _settle_row(conn, latest, "cancelled", at)
-        moves.append(_open_periods(conn, clock, rule, fact, [(first, None)], 1, at))
+            _settle_row(state, latest, "cancelled", at)
+        moves.append(_open_periods(state, clock, rule, fact, [(first, None)], 1, at))
     return moves
 
 
 def _open_periods(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     rule: DeadlineRule,
     fact: str,
@@ -592,7 +558,7 @@ def _open_periods(
     start_on = periods[-1][0]
     due_on = cumulative_due(clock, rule, periods)
     open_deadline(
-        conn,
+        state,
         clock,
         rule,
         occurrence=occurrence,
@@ -669,10 +635,10 @@ def _alarm_plan(
 
 
 def schedule_alarms(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     rule: DeadlineRule,
-    deadline_id: int,
+    deadline: Row,
     *,
     start_on: dt.date,
     due_on: dt.date,
@@ -685,46 +651,36 @@ def schedule_alarms(
     breach in the past fires at the next processing). Alarms that already fired for the same
     instant are not repeated.
     """
-    conn.execute(
-        alarms.delete().where(alarms.c.deadline_id == deadline_id, alarms.c.status == "pending")
-    )
-    fired = {
-        (row.kind, row.label, row.due_at)
-        for row in conn.execute(
-            sa.select(alarms.c.kind, alarms.c.label, alarms.c.due_at).where(
-                alarms.c.deadline_id == deadline_id, alarms.c.status == "fired"
-            )
-        )
-    }
+    for alarm in state.alarms_of(deadline, "pending"):
+        state.delete("alarms", alarm)
+    fired = {(row.kind, row.label, row.due_at) for row in state.alarms_of(deadline, "fired")}
     due_at = clock.calendar.end_of(due_on)
-    rows = []
     for kind, label, instant in _alarm_plan(clock, rule, start_on, due_on, opens_on):
         if (kind, label, instant) in fired:
             continue
         if kind == "reminder" and (instant < now or instant >= due_at):
             continue
-        rows.append(
-            {
-                "deadline_id": deadline_id,
-                "reference": clock.reference,
-                "kind": kind,
-                "label": label,
-                "due_at": instant,
-                "status": "pending",
-                "fired_at": None,
-            }
+        alarm = state.add(
+            "alarms",
+            deadline_id=deadline["id"],
+            kind=kind,
+            label=label,
+            due_at=instant,
+            status="pending",
+            fired_at=None,
         )
-    if rows:
-        conn.execute(alarms.insert(), rows)
+        if deadline["id"] is None:
+            # Added in this command too: the store fills in its id once it has one.
+            alarm["_deadline"] = deadline
 
 
 # -- pauses and extensions -------------------------------------------------------------------------
 
 
 def _adjust(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
-    row: Any,
+    row: Row,
     rule: DeadlineRule,
     new_due: dt.date,
     adjustment: dict[str, Any],
@@ -732,24 +688,22 @@ def _adjust(
     **values: Any,
 ) -> None:
     adjustments = [*row.adjustments, adjustment]
-    conn.execute(
-        deadlines.update()
-        .where(deadlines.c.id == row.id)
-        .values(
-            due_on=new_due,
-            due_at=clock.calendar.end_of(new_due),
-            adjustments=adjustments,
-            **values,
-        )
+    state.change(
+        "deadlines",
+        row,
+        due_on=new_due,
+        due_at=clock.calendar.end_of(new_due),
+        adjustments=adjustments,
+        **values,
     )
-    start = effective_start(clock, rule, row.occurrence, row.start_on, adjustments)
+    start = effective_start(clock, rule, row.occurrence, row.start_on, row.adjustments)
     schedule_alarms(
-        conn, clock, rule, row.id, start_on=start, due_on=new_due, now=at, opens_on=row.opens_on
+        state, clock, rule, row, start_on=start, due_on=new_due, now=at, opens_on=row.opens_on
     )
 
 
 def shift_for_pause(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
     paused_on: dt.date,
     resumed_on: dt.date,
@@ -761,12 +715,7 @@ def shift_for_pause(
     work never moves a court's or a panel's date (DOMAIN.md section 7).
     """
     moved = []
-    rows = conn.execute(
-        sa.select(deadlines).where(
-            deadlines.c.reference == clock.reference, deadlines.c.status == "open"
-        )
-    ).all()
-    for row in rows:
+    for row in state.deadline_rows(status="open"):
         if row.due_on < paused_on:
             # Already missed when the clock stopped: nothing was running to stand still, and
             # moving it would raise its breach a second time.
@@ -790,31 +739,24 @@ def shift_for_pause(
             "due_on": new_due.isoformat(),
             "detail": f"paused {paused_on.isoformat()} to {resumed_on.isoformat()}",
         }
-        _adjust(conn, clock, row, rule, new_due, adjustment, at)
+        previous_due = row.due_on
+        _adjust(state, clock, row, rule, new_due, adjustment, at)
         moved.append(
-            {"deadline": row.rule, "from": row.due_on.isoformat(), "to": new_due.isoformat()}
+            {"deadline": row.rule, "from": previous_due.isoformat(), "to": new_due.isoformat()}
         )
     return moved
 
 
-def open_deadline_row(conn: Connection, reference: str, name: str) -> Any | None:
+def open_deadline_row(state: CaseState, name: str) -> Row | None:
     """The newest open deadline of this rule on this case, or ``None``."""
-    return conn.execute(
-        sa.select(deadlines)
-        .where(
-            deadlines.c.reference == reference,
-            deadlines.c.rule == name,
-            deadlines.c.status == "open",
-        )
-        .order_by(deadlines.c.id.desc())
-        .limit(1)
-    ).first()
+    rows = state.deadline_rows(name, status="open")
+    return rows[-1] if rows else None
 
 
 def extend(
-    conn: Connection,
+    state: CaseState,
     clock: CaseClock,
-    row: Any,
+    row: Row,
     rule: DeadlineRule,
     *,
     by: Duration,
@@ -835,7 +777,7 @@ def extend(
         "due_on": new_due.isoformat(),
         "detail": f"extension {row.extensions + 1}{of} by {actor_id}: {reason}",
     }
-    _adjust(conn, clock, row, rule, new_due, adjustment, at, extensions=row.extensions + 1)
+    _adjust(state, clock, row, rule, new_due, adjustment, at, extensions=row.extensions + 1)
     return new_due
 
 
@@ -927,7 +869,7 @@ def _base_due(
 
 
 def rework_open(
-    conn: Connection,
+    state: CaseState,
     new: CaseClock,
     stage: str,
     facts: Mapping[str, Any],
@@ -946,11 +888,7 @@ def rework_open(
     deadline touched: ``{"deadline", "occurrence", "from", "to", "change"}``.
     """
     changes: list[dict[str, Any]] = []
-    rows = conn.execute(
-        sa.select(deadlines)
-        .where(deadlines.c.reference == new.reference, deadlines.c.status == "open")
-        .order_by(deadlines.c.id)
-    ).all()
+    rows = state.deadline_rows(status="open")
     names = {rule.name for rule in new.pathway.deadlines}
     for row in rows:
         rule = new.pathway.rule(row.rule) if row.rule in names else None
@@ -958,7 +896,7 @@ def rework_open(
         if rule is not None and (rule.stage is None or rule.stage == stage):
             worked = _base_due(new, rule, row, facts)
         if rule is None or worked is None:
-            _settle_row(conn, row, "cancelled", at)
+            _settle_row(state, row, "cancelled", at)
             changes.append(_change(row, row.due_on, None, "cancelled"))
             continue
         start_on, base_due, basis = worked
@@ -966,41 +904,40 @@ def rework_open(
         opens_on = (
             new.for_rule(rule).add(start_on, rule.opens, rule.counting) if rule.opens else None
         )
-        conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == row.id)
-            .values(
-                kind=rule.kind,
-                stage=rule.stage,
-                start_on=start_on,
-                base_due_on=base_due,
-                due_on=due_on,
-                due_at=new.calendar.end_of(due_on),
-                adjustments=adjustments,
-                opens_on=opens_on,
-                basis=basis if basis is not None else row.basis,
-            )
+        previous_due = row.due_on
+        state.change(
+            "deadlines",
+            row,
+            kind=rule.kind,
+            stage=rule.stage,
+            start_on=start_on,
+            base_due_on=base_due,
+            due_on=due_on,
+            due_at=new.calendar.end_of(due_on),
+            adjustments=adjustments,
+            opens_on=opens_on,
+            basis=basis if basis is not None else row.basis,
         )
-        alarm_start = effective_start(new, rule, row.occurrence, start_on, adjustments)
+        alarm_start = effective_start(new, rule, row.occurrence, start_on, row.adjustments)
         schedule_alarms(
-            conn,
+            state,
             new,
             rule,
-            row.id,
+            row,
             start_on=alarm_start,
             due_on=due_on,
             now=at,
             opens_on=opens_on,
         )
         changes.append(
-            _change(row, row.due_on, due_on, "unchanged" if due_on == row.due_on else "moved")
+            _change(row, previous_due, due_on, "unchanged" if due_on == previous_due else "moved")
         )
-    changes.extend(_start_missing_rules(conn, new, stage, facts, stage_started_on, at))
+    changes.extend(_start_missing_rules(state, new, stage, facts, stage_started_on, at))
     return changes
 
 
 def _start_missing_rules(
-    conn: Connection,
+    state: CaseState,
     new: CaseClock,
     stage: str,
     facts: Mapping[str, Any],
@@ -1014,32 +951,19 @@ def _start_missing_rules(
     the case has never had a deadline of, from the facts it holds.
     """
     opened: list[dict[str, Any]] = []
-    had = {
-        (row.rule, row.status)
-        for row in conn.execute(
-            sa.select(deadlines.c.rule, deadlines.c.status).where(
-                deadlines.c.reference == new.reference
-            )
-        )
-    }
+    had = {(row.rule, row.status) for row in state.deadline_rows()}
     for rule in new.pathway.deadlines:
         if rule.stage is not None:
             if rule.stage != stage or (rule.name, "open") in had:
                 continue
-            open_deadline(conn, new, rule, occurrence=1, start_on=stage_started_on, at=at)
+            open_deadline(state, new, rule, occurrence=1, start_on=stage_started_on, at=at)
         else:
             if any(name == rule.name for name, _ in had):
                 continue
             dates = {f: facts[f] for f in rule.facts if isinstance(facts.get(f), dt.date)}
             only = CaseClock(new.reference, new.site, _only(new.pathway, rule), new.calendar)
-            record_clock_facts(conn, only, dates, at, facts=facts)
-        for row in conn.execute(
-            sa.select(deadlines).where(
-                deadlines.c.reference == new.reference,
-                deadlines.c.rule == rule.name,
-                deadlines.c.status == "open",
-            )
-        ):
+            record_clock_facts(state, only, dates, at, facts=facts)
+        for row in state.deadline_rows(rule.name, status="open"):
             opened.append(_change(row, None, row.due_on, "opened"))
     return opened
 

@@ -1,10 +1,13 @@
 """The ``Engine``: the facade host systems call to open cases, fire transitions and ask what is due.
 
 Each state-changing call is one database transaction (or runs inside the host's, with
-``connection=``): read and lock the case, let the shared state machine decide, then write the
-stage history, the deadline changes, the facts, the audit event and the version bump together.
-A refusal writes only its own ``denied`` audit event. Subscribers hear of a change only after it
-committed. The engine holds no state that another process would need: the database is the truth.
+``connection=``), in two halves. It reads and locks the case whole (:mod:`._store._case_state`)
+and **decides** in memory: the shared state machine's verdict, the stage history, the deadlines
+settled and opened with their alarms (:mod:`._deadlines`, which runs no SQL), the facts, the
+audit entry and the version bump. Then the store **writes** that plan with statements built
+once, and everything commits together. A refusal writes only its own ``denied`` audit event.
+Subscribers hear of a change only after it committed. The engine holds no state that another
+process would need: the database is the truth.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from nim_workflow import _audit, _checkpoint, _deadlines, _validate, _verify
+from nim_workflow._cache import CALENDARS_KEPT, BoundedCache
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._checkpoint import Checkpoint
 from nim_workflow._closures import bundled_closures
@@ -55,15 +59,15 @@ from nim_workflow._machine import PathwayMachine
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
 from nim_workflow._pathway._model import Duration, FactSpec, Pathway
-from nim_workflow._store import _migrate
+from nim_workflow._store import _case_state, _migrate, _reads
+from nim_workflow._store._case_state import CaseState, Row
 from nim_workflow._store._schema import (
+    GENESIS_HASH,
     alarms,
     cases,
     deadlines,
     pathways,
-    pauses,
     staff,
-    stage_intervals,
 )
 from nim_workflow._values import (
     EVENT_KINDS,
@@ -87,13 +91,14 @@ DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
 #: An alarm firing (or lapsing) writes its own alarm row and nothing else of the case.
 _ALARM_ROWS = ("alarms",)
-#: How many entries left unsequenced by an earlier writer a SQLite writer integrates with its own.
-_LEFTOVER = 1000
 #: The most of any unit an extension's by= may name: no rule's step is longer.
 _MAX_GRANT = 1000
 #: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
 #: clocks of several machines sharing one database never agree exactly.
 _FUTURE_GRACE = dt.timedelta(minutes=5)
+
+
+_INSERT_CASE = cases.insert()
 
 
 def _utcnow() -> dt.datetime:
@@ -141,23 +146,64 @@ def _default_logger() -> Any:
 
 @dataclass(slots=True)
 class _Unit:
-    """One unit of work: the connection, and the events to publish once it commits.
+    """One unit of work: the cases it holds in memory, its audit entries, the events to publish.
 
-    ``states`` holds each locked case's state digests as they stand at this point of the
-    transaction (read when the case is locked, moved on by each audited change). ``written``
-    pairs each audit entry's row id with the index of its published event, so the seqs the
-    sequencer gives can be filled in.
+    ``cases`` holds each case the unit locked, with the changes decided but not yet written
+    (:mod:`nim_workflow._store._case_state`). ``entries`` are the audit entries decided so far,
+    each with the index of its published event (``None``: not published), and ``chains`` the
+    heads of the chains they extend. :meth:`finish` writes all of it just before the commit.
+    ``written`` pairs each entry's row id with its event's index once written on PostgreSQL,
+    so the seqs the sequencer gives after the commit can be filled in.
     """
 
     conn: Connection
     events: list[Event] = field(default_factory=list)
-    states: dict[str, dict[str, str]] = field(default_factory=dict)
+    cases: dict[str, CaseState] = field(default_factory=dict)
+    entries: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
+    chains: dict[tuple[str, str], _audit.ChainHead] = field(default_factory=dict)
     written: list[tuple[int, int | None]] = field(default_factory=list)
+    registered: list[tuple[str, int]] = field(default_factory=list)
 
-    def finish(self) -> None:
-        """On SQLite the writer is the sequencer: integrate this unit's entries before commit."""
-        if self.written and self.conn.dialect.name == "sqlite":
-            self.fill_seqs(_audit.sequence(self.conn, limit=len(self.written) + _LEFTOVER))
+    def chain(self, stream: str, reference: str) -> _audit.ChainHead:
+        """The head of a chain as this unit moves it: from the case read, or read now."""
+        key = (stream, reference)
+        head = self.chains.get(key)
+        if head is None:
+            state = self.cases.get(reference) if stream == "case" else None
+            if state is not None and state.chain_loaded:
+                if state.chain is None:
+                    head = _audit.ChainHead(0, GENESIS_HASH, None)
+                else:
+                    head = _audit.ChainHead(*state.chain, stored=state.chain[0])
+            else:
+                head = _audit.chain_head(self.conn, stream, reference)
+            self.chains[key] = head
+        return head
+
+    def finish(self, *, refused: bool = False) -> None:
+        """Write what the unit decided: the cases' rows, then the audit entries and chain heads.
+
+        After a refusal only its ``denied`` entry is written. On SQLite the writer is also the
+        sequencer and gives the entries their seqs as it inserts them.
+        """
+        if not refused:
+            _case_state.flush(self.conn, list(self.cases.values()))
+            if _case_state.checking():
+                _case_state.check_against_database(self.conn, self.cases.values())
+        if not self.entries:
+            return
+        fields = [entry for entry, _ in self.entries]
+        try:
+            ids = _audit.write_entries(self.conn, fields, self.chains)
+        except _audit.ChainMoved as exc:
+            raise ConcurrentUpdate(str(exc), None, None) from exc
+        if ids:
+            self.written = [(i, index) for i, (_, index) in zip(ids, self.entries, strict=True)]
+        else:
+            for entry, index in self.entries:
+                if index is not None:
+                    self.events[index] = dataclasses.replace(self.events[index], seq=entry["seq"])
+        self.entries = []
 
     def fill_seqs(self, assigned: Mapping[int, int]) -> None:
         """Give the published events the seqs the sequencer assigned their entries."""
@@ -228,7 +274,13 @@ class Engine:
             named = self._closures.setdefault(site, {})
             for day in days:
                 named.setdefault(_closure_date(site, day), "site closure")
-        self._calendars: dict[tuple[str, int, str], WorkingCalendar] = {}
+        # Bounded: sites are the host's names, so one calendar per site ever seen would grow
+        # without end in a long-lived process.
+        self._calendars: BoundedCache[tuple[str, int, str], WorkingCalendar] = BoundedCache(
+            CALENDARS_KEPT
+        )
+        # Pathway versions known to be stored in this engine's database (committed by it).
+        self._registered: set[tuple[str, int]] = set()
         self._subscribers: list[_Subscription] = []
         self._host_pending: weakref.WeakKeyDictionary[Connection, list[Event]] = (
             weakref.WeakKeyDictionary()
@@ -289,7 +341,7 @@ class Engine:
             _migrate.upgrade(conn)
         with self._write(None) as unit:
             for pathway in self._pathways.values():
-                self._ensure_registered(unit.conn, pathway)
+                self._ensure_registered(unit, pathway)
 
     def schema_revision(self) -> tuple[str | None, str]:
         """The database's schema revision and the one this library needs, as ``(current, head)``.
@@ -365,7 +417,7 @@ class Engine:
                 try:
                     yield unit
                 except ActionRefused:
-                    unit.finish()
+                    unit.finish(refused=True)
                     conn.commit()
                     self._after_commit(unit)
                     raise
@@ -382,6 +434,7 @@ class Engine:
 
     def _after_commit(self, unit: _Unit) -> None:
         """Sequence what just committed (PostgreSQL; SQLite did it inline), then publish."""
+        self._registered.update(unit.registered)
         if unit.written and self._dialect == "postgresql":
             unit.fill_seqs(self._sequence(wait=False))
         self._publish(unit.events)
@@ -434,7 +487,7 @@ class Engine:
         try:
             yield unit
         except ActionRefused:
-            unit.finish()
+            unit.finish(refused=True)
             savepoint.commit()
             self._after_host_commit(connection, unit.events)
             raise
@@ -506,7 +559,10 @@ class Engine:
         if newest is None or pathway.version > newest.version:
             self._latest[pathway.id] = pathway
 
-    def _ensure_registered(self, conn: Connection, pathway: Pathway) -> None:
+    def _ensure_registered(self, unit: _Unit, pathway: Pathway) -> None:
+        if pathway.key in self._registered:
+            return
+        conn = unit.conn
         stored = conn.execute(
             sa.select(pathways.c.content_hash).where(
                 pathways.c.pathway_id == pathway.id, pathways.c.version == pathway.version
@@ -541,6 +597,9 @@ class Engine:
                 "database with different content; give the changed definition a new version",
                 field="pathway",
             )
+        # Checked once: a pathway version's row is never changed or removed once committed,
+        # which only the engine's own transactions are known to do.
+        unit.registered.append(pathway.key)
 
     def _pathway_of(self, conn: Connection, pathway_id: str, version: int) -> Pathway:
         found = self._pathways.get((pathway_id, version))
@@ -561,10 +620,12 @@ class Engine:
         key = (pathway.id, pathway.version, site)
         cal = self._calendars.get(key)
         if cal is None:
-            cal = WorkingCalendar(
-                pathway.calendar, pathway.timezone, self._closures.get(site, frozenset())
+            cal = self._calendars.put(
+                key,
+                WorkingCalendar(
+                    pathway.calendar, pathway.timezone, self._closures.get(site, frozenset())
+                ),
             )
-            self._calendars[key] = cal
         return cal
 
     def calendar(self, site: str, pathway: str) -> WorkingCalendar:
@@ -668,43 +729,36 @@ class Engine:
                     at=when,
                     reference=reference,
                 )
-            exists = conn.execute(
-                sa.select(cases.c.reference).where(cases.c.reference == reference)
-            ).first()
-            if exists is not None:
-                raise CaseExists(reference)
-            self._ensure_registered(conn, definition)
+            self._ensure_registered(unit, definition)
             stage = definition.initial_stage
+            values = {
+                "reference": reference,
+                "pathway_id": definition.id,
+                "pathway_version": definition.version,
+                "site": site,
+                "stage": stage,
+                "version": 1,
+                "opened_at": when,
+                "stage_entered_at": when,
+                "closed_at": None,
+                "outcome": None,
+                "paused_at": None,
+                "facts": _facts_to_json(new_facts),
+                "updated_at": when,
+            }
             try:
-                conn.execute(
-                    cases.insert().values(
-                        reference=reference,
-                        pathway_id=definition.id,
-                        pathway_version=definition.version,
-                        site=site,
-                        stage=stage,
-                        version=1,
-                        opened_at=when,
-                        stage_entered_at=when,
-                        closed_at=None,
-                        outcome=None,
-                        paused_at=None,
-                        facts=_facts_to_json(new_facts),
-                        updated_at=when,
-                    )
-                )
+                conn.execute(_INSERT_CASE, values)
             except IntegrityError as exc:
-                # Opened by a concurrent writer between our check and our insert.
+                # The reference is taken (or was, a moment ago, by a concurrent writer): the
+                # unit rolls back, so the failed INSERT leaves nothing behind.
                 raise CaseExists(reference) from exc
-            conn.execute(
-                stage_intervals.insert().values(
-                    reference=reference, stage=stage, entered_at=when, entered_by=None
-                )
-            )
+            state = _case_state.opened(reference, values)
+            unit.cases[reference] = state
+            self._enter_stage(state, stage, when, None)
             clock = CaseClock(reference, site, definition, self._calendar(definition, site))
-            opened = _deadlines.open_stage_deadlines(conn, clock, stage, when)
+            opened = _deadlines.open_stage_deadlines(state, clock, stage, when)
             clocks = _deadlines.record_clock_facts(
-                conn, clock, _date_facts(new_facts), when, facts=new_facts
+                state, clock, _date_facts(new_facts), when, facts=new_facts
             )
             self._audit(
                 unit,
@@ -722,7 +776,7 @@ class Engine:
                     "clocks": clocks,
                 },
             )
-            case = self._load(conn, reference)
+            case = self._held(unit, reference)
         self._log.info(
             "nimwf.opened", reference=reference, to_stage=stage, actor_id=actor.id, outcome="ok"
         )
@@ -809,32 +863,22 @@ class Engine:
             changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
             self._check_windows(unit, clock, row, actor, changed, when, "fire", trigger)
             closing = dest in pathway.final_stages
-            conn.execute(
-                stage_intervals.update()
-                .where(
-                    stage_intervals.c.reference == reference, stage_intervals.c.left_at.is_(None)
-                )
-                .values(left_at=when, left_by=trigger)
-            )
-            conn.execute(
-                stage_intervals.insert().values(
-                    reference=reference, stage=dest, entered_at=when, entered_by=trigger
-                )
-            )
+            state = unit.cases[reference]
+            self._enter_stage(state, dest, when, trigger)
             clocks = _deadlines.record_clock_facts(
-                conn, clock, _date_facts(changed), when, facts=merged
+                state, clock, _date_facts(changed), when, facts=merged
             )
-            settled = _deadlines.settle_met_by(conn, clock, trigger, when)
+            settled = _deadlines.settle_met_by(state, clock, trigger, when)
             settled |= _deadlines.settle_stage_deadlines(
-                conn, clock, row.stage, when, closing=closing, trigger=trigger
+                state, clock, row.stage, when, closing=closing, trigger=trigger
             )
             opened: list[str] = []
             if closing:
-                settled |= _deadlines.close_open(conn, clock, when, trigger)
+                settled |= _deadlines.close_open(state, clock, when, trigger)
             else:
-                opened = _deadlines.open_stage_deadlines(conn, clock, dest, when)
+                opened = _deadlines.open_stage_deadlines(state, clock, dest, when)
             self._update_case(
-                conn,
+                unit,
                 row,
                 at=when,
                 stage=dest,
@@ -862,7 +906,7 @@ class Engine:
                     "case_version": row.version + 1,
                 },
             )
-            case = self._load(conn, reference)
+            case = self._held(unit, reference)
         self._log.info(
             "nimwf.transition",
             reference=reference,
@@ -926,13 +970,13 @@ class Engine:
             stored = _facts_from_json(clock.pathway, row.facts)
             changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
             if not changed:
-                return self._load(conn, reference)
+                return self._held(unit, reference)
             self._check_windows(unit, clock, row, actor, changed, when, "record", None)
             merged = {**stored, **changed}
             clocks = _deadlines.record_clock_facts(
-                conn, clock, _date_facts(changed), when, facts=merged
+                unit.cases[reference], clock, _date_facts(changed), when, facts=merged
             )
-            self._update_case(conn, row, at=when, facts=_facts_to_json(merged))
+            self._update_case(unit, row, at=when, facts=_facts_to_json(merged))
             self._audit(
                 unit,
                 reference=reference,
@@ -943,7 +987,7 @@ class Engine:
                 to_stage=row.stage,
                 detail={"facts": _facts_to_json(changed), "clocks": clocks},
             )
-            case = self._load(conn, reference)
+            case = self._held(unit, reference)
         self._log.info(
             "nimwf.fact_recorded",
             reference=reference,
@@ -999,10 +1043,10 @@ class Engine:
                     stage=row.stage,
                 )
             paused_on = clock.calendar.local_date(when)
-            conn.execute(
-                pauses.insert().values(reference=reference, paused_at=when, paused_on=paused_on)
+            unit.cases[reference].add(
+                "pauses", paused_at=when, resumed_at=None, paused_on=paused_on, resumed_on=None
             )
-            self._update_case(conn, row, at=when, paused_at=when)
+            self._update_case(unit, row, at=when, paused_at=when)
             self._audit(
                 unit,
                 reference=reference,
@@ -1014,7 +1058,7 @@ class Engine:
                 reason=reason,
                 detail={"paused_on": paused_on.isoformat()},
             )
-            case = self._load(conn, reference)
+            case = self._held(unit, reference)
         self._log.info("nimwf.paused", reference=reference, actor_id=actor.id, outcome="ok")
         return case
 
@@ -1042,20 +1086,12 @@ class Engine:
             self._check_may(unit, row, actor, "resume", clock.pathway, when)
             if row.paused_at is None:
                 raise InvalidInput(f"case {reference} is not paused", field="reference")
-            pause = conn.execute(
-                sa.select(pauses)
-                .where(pauses.c.reference == reference, pauses.c.resumed_at.is_(None))
-                .order_by(pauses.c.id.desc())
-                .limit(1)
-            ).one()
+            state = unit.cases[reference]
+            pause = [p for p in state.rows["pauses"] if p.resumed_at is None][-1]
             resumed_on = clock.calendar.local_date(when)
-            conn.execute(
-                pauses.update()
-                .where(pauses.c.id == pause.id)
-                .values(resumed_at=when, resumed_on=resumed_on)
-            )
-            moved = _deadlines.shift_for_pause(conn, clock, pause.paused_on, resumed_on, when)
-            self._update_case(conn, row, at=when, paused_at=None)
+            state.change("pauses", pause, resumed_at=when, resumed_on=resumed_on)
+            moved = _deadlines.shift_for_pause(state, clock, pause.paused_on, resumed_on, when)
+            self._update_case(unit, row, at=when, paused_at=None)
             self._audit(
                 unit,
                 reference=reference,
@@ -1071,7 +1107,7 @@ class Engine:
                     "deadlines_moved": moved,
                 },
             )
-            case = self._load(conn, reference)
+            case = self._held(unit, reference)
         self._log.info("nimwf.resumed", reference=reference, actor_id=actor.id, outcome="ok")
         return case
 
@@ -1137,7 +1173,8 @@ class Engine:
                     trigger=name,
                     stage=row.stage,
                 )
-            target = _deadlines.open_deadline_row(conn, reference, name)
+            state = unit.cases[reference]
+            target = _deadlines.open_deadline_row(state, name)
             if target is None:
                 raise InvalidInput(
                     f"case {reference} has no open {name!r} deadline to extend", field="name"
@@ -1179,8 +1216,9 @@ class Engine:
                     trigger=name,
                     stage=row.stage,
                 )
+            before = Row(target)
             new_due = _deadlines.extend(
-                conn,
+                state,
                 clock,
                 target,
                 rule,
@@ -1189,7 +1227,7 @@ class Engine:
                 actor_id=actor.id,
                 reason=reason,
             )
-            self._update_case(conn, row, at=when)
+            self._update_case(unit, row, at=when)
             self._audit(
                 unit,
                 reference=reference,
@@ -1202,16 +1240,15 @@ class Engine:
                 reason=reason,
                 detail={
                     "deadline": name,
-                    "occurrence": target.occurrence,
-                    "previous_due_on": target.due_on.isoformat(),
+                    "occurrence": before.occurrence,
+                    "previous_due_on": before.due_on.isoformat(),
                     "due_on": new_due.isoformat(),
-                    "extension": target.extensions + 1,
+                    "extension": before.extensions + 1,
                     "by": str(granted or step),
                     "limit": limit,
                 },
             )
-            updated = conn.execute(sa.select(deadlines).where(deadlines.c.id == target.id)).one()
-            result = _deadlines.to_deadline(clock, updated)
+            result = _deadlines.to_deadline(clock, target)
         self._log.info(
             "nimwf.extended", reference=reference, deadline=name, actor_id=actor.id, outcome="ok"
         )
@@ -1310,7 +1347,7 @@ class Engine:
             if not running:
                 raise refusal
             with self._write(connection) as unit:
-                row = self._lock_case(unit, first)
+                held = self._lock_case(unit, first)
                 self._deny(
                     unit,
                     actor,
@@ -1318,15 +1355,17 @@ class Engine:
                     refusal,
                     at=self._when(given),
                     reference=first,
-                    stage=row.stage,
+                    stage=held.stage,
                 )
         results: list[CaseUpgrade] = []
         for planned in running:
             try:
                 with self._write(connection) as unit:
-                    row = self._lock_case(unit, planned.reference)
+                    case_row = self._lock_case(unit, planned.reference)
                     when = self._when(given)
-                    upgrade = self._upgrade_case(unit, row, target, mapping, actor, reason, when)
+                    upgrade = self._upgrade_case(
+                        unit, case_row, target, mapping, actor, reason, when
+                    )
                     if upgrade is not None and dry_run:
                         raise _DryRun(upgrade)
             except _DryRun as rolled_back:
@@ -1359,40 +1398,24 @@ class Engine:
         if row.closed_at is not None or row.pathway_version >= target.version:
             return None
         self._check_not_before(row, when)
-        self._ensure_registered(conn, target)
+        self._ensure_registered(unit, target)
         old = self._clock_for(conn, row)
         new = CaseClock(row.reference, row.site, target, self._calendar(target, row.site))
         stage = mapping.get(row.stage, row.stage)
         facts = _facts_from_json(old.pathway, row.facts)
+        state = unit.cases[row.reference]
         closed_pauses = [
-            (p.paused_on, p.resumed_on)
-            for p in conn.execute(
-                sa.select(pauses.c.paused_on, pauses.c.resumed_on)
-                .where(pauses.c.reference == row.reference, pauses.c.resumed_on.is_not(None))
-                .order_by(pauses.c.id)
-            )
+            (p.paused_on, p.resumed_on) for p in state.rows["pauses"] if p.resumed_on is not None
         ]
         stage_started_on = new.calendar.local_date(row.stage_entered_at)
         if stage != row.stage:
-            conn.execute(
-                stage_intervals.update()
-                .where(
-                    stage_intervals.c.reference == row.reference,
-                    stage_intervals.c.left_at.is_(None),
-                )
-                .values(left_at=when, left_by="upgraded")
-            )
-            conn.execute(
-                stage_intervals.insert().values(
-                    reference=row.reference, stage=stage, entered_at=when, entered_by="upgraded"
-                )
-            )
+            self._enter_stage(state, stage, when, "upgraded")
             stage_started_on = new.calendar.local_date(when)
         changes = _deadlines.rework_open(
-            conn, new, stage, facts, closed_pauses, stage_started_on, when
+            state, new, stage, facts, closed_pauses, stage_started_on, when
         )
         self._update_case(
-            conn,
+            unit,
             row,
             at=when,
             pathway_version=target.version,
@@ -1511,20 +1534,27 @@ class Engine:
             # joins the case's chain in order, and nobody waits on anybody.
             query = query.with_for_update(of=[alarms, cases], skip_locked=True)
         rows = conn.execute(query).all()
-        # The batch's cases as they stand before any alarm fires, read in one pass per table.
-        unread = {alarm.reference for alarm in rows} - unit.states.keys()
+        # The batch's cases as they stand before any alarm fires, read in one pass per table;
+        # the alarms' changes are written together when the unit finishes.
+        unread = {alarm.reference for alarm in rows} - unit.cases.keys()
         if unread:
-            unit.states.update(_audit.all_case_states(conn, unread))
+            for reference, state in _case_state.load_many(conn, unread).items():
+                state.digests = _audit.state_digests(state.case, state.rows)
+                unit.cases[reference] = state
+        held = {
+            alarm["id"]: (state, alarm)
+            for state in (unit.cases[r] for r in {a.reference for a in rows})
+            for alarm in state.rows["alarms"]
+        }
         for alarm in rows:
+            state, alarm_row = held[alarm.id]
+            if alarm_row.status != "pending":  # pragma: no cover - the claim holds the lock
+                continue
             if alarm.kind == "reminder" and alarm.deadline_due_at <= when:
                 # Caught up late (the processor was down, or the case was paused): the deadline
                 # has passed, its breach says so, and a "due soon" reminder would mislead. The
                 # lapse is audited (not published) so the alarm row's change has its entry.
-                conn.execute(
-                    alarms.update()
-                    .where(alarms.c.id == alarm.id, alarms.c.status == "pending")
-                    .values(status="lapsed")
-                )
+                state.change("alarms", alarm_row, status="lapsed")
                 self._audit(
                     unit,
                     reference=alarm.reference,
@@ -1543,13 +1573,7 @@ class Engine:
                     touched=_ALARM_ROWS,
                 )
                 continue
-            claimed = conn.execute(
-                alarms.update()
-                .where(alarms.c.id == alarm.id, alarms.c.status == "pending")
-                .values(status="fired", fired_at=when)
-            ).rowcount
-            if claimed != 1:  # pragma: no cover - the lock makes this impossible
-                continue
+            state.change("alarms", alarm_row, status="fired", fired_at=when)
             detail: dict[str, Any] = {
                 "deadline": alarm.rule,
                 "label": alarm.label,
@@ -1599,7 +1623,9 @@ class Engine:
 
         with self._lock:
             if self._scheduler is None:
-                self._scheduler = DeadlineScheduler(self, sweep_seconds=sweep_seconds)
+                self._scheduler = DeadlineScheduler(
+                    self, sweep_seconds=sweep_seconds, logger=self._log
+                )
                 self._scheduler.start()
 
     def stop_scheduler(self) -> None:
@@ -1625,15 +1651,9 @@ class Engine:
         _validate.optional_lookup(stage, "stage")
         if not isinstance(open_only, bool):
             raise InvalidInput("open_only must be True or False", field="open_only")
-        query = sa.select(cases).order_by(cases.c.opened_at, cases.c.reference)
-        if site is not None:
-            query = query.where(cases.c.site == site)
-        if stage is not None:
-            query = query.where(cases.c.stage == stage)
-        if open_only:
-            query = query.where(cases.c.closed_at.is_(None))
+        query, params = _reads.cases_query(site, stage, open_only)
         with self._read() as conn:
-            return [self._to_case(conn, row) for row in conn.execute(query)]
+            return [self._to_case(conn, row) for row in conn.execute(query, params)]
 
     def allowed_triggers(self, reference: str, actor: Actor) -> list[str]:
         """What this actor may fire on the case now (empty while it is paused or closed)."""
@@ -1655,32 +1675,10 @@ class Engine:
         now = self._at(at)
         with self._read() as conn:
             row = self._row(conn, reference)
-            clock = self._clock_for(conn, row)
-            rows = conn.execute(
-                sa.select(stage_intervals)
-                .where(stage_intervals.c.reference == reference)
-                .order_by(stage_intervals.c.id)
-            ).all()
-        cal = clock.calendar
-        out = []
-        for interval in rows:
-            end = interval.left_at or (None if clock.pathway.stage(interval.stage).final else now)
-            days = (
-                cal.count_working_days(cal.local_date(interval.entered_at), cal.local_date(end))
-                if end is not None
-                else 0
-            )
-            out.append(
-                StageInterval(
-                    stage=interval.stage,
-                    entered_at=interval.entered_at,
-                    left_at=interval.left_at,
-                    trigger=interval.entered_by,
-                    working_days=days,
-                    left_by=interval.left_by,
-                )
-            )
-        return out
+            pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+            rows = conn.execute(_reads.HISTORY, {"reference": reference}).all()
+        cal = self._calendar(pathway, row.site)
+        return [_reads.stage_interval(interval, pathway, cal, now) for interval in rows]
 
     def pauses(self, reference: str) -> list[tuple[dt.datetime, dt.datetime | None]]:
         """The case's pauses, oldest first, as (paused_at, resumed_at or None)."""
@@ -1689,11 +1687,7 @@ class Engine:
             self._row(conn, reference)
             return [
                 (row.paused_at, row.resumed_at)
-                for row in conn.execute(
-                    sa.select(pauses.c.paused_at, pauses.c.resumed_at)
-                    .where(pauses.c.reference == reference)
-                    .order_by(pauses.c.id)
-                )
+                for row in conn.execute(_reads.PAUSES, {"reference": reference})
             ]
 
     def deadlines(self, reference: str) -> list[Deadline]:
@@ -1713,32 +1707,89 @@ class Engine:
         """Open deadlines due before the instant ``before``, soonest first."""
         limit = _validate.instant(before, "before")
         _validate.optional_lookup(site, "site")
-        return self._open_deadlines(deadlines.c.due_at < limit, site)
+        return self._open_deadlines(limit, site, inclusive=False)
 
     def overdue(self, at: dt.datetime | None = None, site: str | None = None) -> list[Deadline]:
         """Open deadlines whose due date has ended by ``at`` (default: now), oldest first."""
         now = self._at(at)
         _validate.optional_lookup(site, "site")
-        return self._open_deadlines(deadlines.c.due_at <= now, site)
+        return self._open_deadlines(now, site, inclusive=True)
 
-    def _open_deadlines(self, condition: Any, site: str | None) -> list[Deadline]:
-        query = (
-            sa.select(deadlines, cases.c.pathway_id, cases.c.pathway_version)
-            .join(cases, cases.c.reference == deadlines.c.reference)
-            .where(deadlines.c.status == "open", condition)
-            .order_by(deadlines.c.due_at, deadlines.c.reference, deadlines.c.id)
-        )
-        if site is not None:
-            query = query.where(deadlines.c.site == site)
+    def _open_deadlines(
+        self, limit: dt.datetime, site: str | None, *, inclusive: bool
+    ) -> list[Deadline]:
+        query, params = _reads.open_deadlines_query(limit=limit, inclusive=inclusive, site=site)
         with self._read() as conn:
-            out = []
-            for row in conn.execute(query):
-                pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
-                clock = CaseClock(
-                    row.reference, row.site, pathway, self._calendar(pathway, row.site)
-                )
-                out.append(_deadlines.to_deadline(clock, row))
-            return out
+            resolver = self._resolver(conn)
+            return [
+                _deadlines.to_deadline(resolver.clock(row), row)
+                for row in conn.execute(query, params)
+            ]
+
+    # -- bulk reads (internal: the report and the command line's listings) ---------------------
+
+    def _resolver(self, conn: Connection) -> _reads.Resolver:
+        """Pathway and calendar look-ups for one read on ``conn``, each made once."""
+        return _reads.Resolver(
+            lambda pathway_id, version: self._pathway_of(conn, pathway_id, version),
+            self._calendar,
+        )
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A read connection whose statements all see one snapshot where the database can.
+
+        On PostgreSQL the transaction also reads instants in UTC (``SET LOCAL``: the session's
+        own setting is back when it ends), so the driver hands them over already in UTC.
+        """
+        with self._sa.connect() as conn:
+            if self._dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            yield conn
+
+    def _bulk_sites(
+        self, site: str | None, *, at: dt.datetime, until: dt.datetime
+    ) -> dict[str, _reads.SiteRead]:
+        """Internal: what the report needs about every case of every site (or ``site``), by site.
+
+        One statement per table, whatever the number of cases. Stays count working days up to
+        ``at`` (as ``history(at=at)``); ``open_deadlines`` are each site's open deadlines due
+        before ``until``, in ``due`` order.
+        """
+        _validate.optional_lookup(site, "site")
+        now = self._at(at)
+        limit = _validate.instant(until, "until")
+        with self._snapshot() as conn:
+            return _reads.read_sites(conn, self._resolver(conn), site, now=now, until=limit)
+
+    def _bulk_history(
+        self,
+        at: dt.datetime | None = None,
+        *,
+        site: str | None = None,
+        stage: str | None = None,
+        open_only: bool = True,
+        latest: bool = False,
+    ) -> dict[str, list[StageInterval]]:
+        """Internal: ``history(reference, at)`` of each case ``cases`` lists, in one read.
+
+        The filters are ``cases``'; the result is by reference. With ``latest``, only each
+        case's newest stay is read.
+        """
+        _validate.optional_lookup(site, "site")
+        _validate.optional_lookup(stage, "stage")
+        now = self._at(at)
+        with self._read() as conn:
+            return _reads.read_histories(
+                conn,
+                self._resolver(conn),
+                now,
+                site=site,
+                stage=stage,
+                open_only=open_only,
+                latest=latest,
+            )
 
     def audit(
         self,
@@ -2001,17 +2052,30 @@ class Engine:
             raise CaseNotFound(reference)
         return row
 
-    def _lock_case(self, unit: _Unit, reference: str) -> Any:
-        """Lock the case row and note its state digests before this unit changes anything."""
-        query = sa.select(cases).where(cases.c.reference == reference)
-        if self._dialect == "postgresql":
-            query = query.with_for_update()
-        row = unit.conn.execute(query).first()
-        if row is None:
-            raise CaseNotFound(reference)
-        if reference not in unit.states:
-            unit.states[reference] = _audit.case_state(unit.conn, reference)
-        return row
+    def _lock_case(self, unit: _Unit, reference: str) -> Row:
+        """Lock the case and read it whole into the unit; return its row as read.
+
+        The returned row is a copy that stays as it was read; the unit's copy takes the
+        changes. Its state digests are taken now, before this unit changes anything.
+        """
+        state = unit.cases.get(reference)
+        if state is None:
+            state = _case_state.load(unit.conn, reference, lock=True)
+            if state is None:
+                raise CaseNotFound(reference)
+            state.digests = _audit.state_digests(state.case, state.rows)
+            unit.cases[reference] = state
+        return Row(state.case)
+
+    @staticmethod
+    def _enter_stage(state: CaseState, stage: str, at: dt.datetime, by: str | None) -> None:
+        """Close the open stage interval (if any) and open one for ``stage``."""
+        for interval in state.rows["intervals"]:
+            if interval.left_at is None:
+                state.change("intervals", interval, left_at=at, left_by=by)
+        state.add(
+            "intervals", stage=stage, entered_at=at, left_at=None, entered_by=by, left_by=None
+        )
 
     @staticmethod
     def _check_version(row: Any, expected: int | None) -> None:
@@ -2065,7 +2129,7 @@ class Engine:
         trigger: str | None,
     ) -> None:
         """Refuse (audited) a window's fact dated before the window opens; nothing else written."""
-        early = _deadlines.window_refusal(unit.conn, clock, _date_facts(changed))
+        early = _deadlines.window_refusal(unit.cases[row.reference], clock, _date_facts(changed))
         if early is None:
             return
         window, fact, day, opens_on = early
@@ -2080,14 +2144,10 @@ class Engine:
             stage=row.stage,
         )
 
-    def _update_case(self, conn: Connection, row: Any, *, at: dt.datetime, **values: Any) -> None:
-        result = conn.execute(
-            cases.update()
-            .where(cases.c.reference == row.reference, cases.c.version == row.version)
-            .values(version=row.version + 1, updated_at=at, **values)
-        )
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(row.reference, row.version, None)
+    @staticmethod
+    def _update_case(unit: _Unit, row: Any, *, at: dt.datetime, **values: Any) -> None:
+        """Decide the case row's new values (one version on); written when the unit finishes."""
+        unit.cases[row.reference].change_case(version=row.version + 1, updated_at=at, **values)
 
     def _audit(
         self,
@@ -2106,28 +2166,38 @@ class Engine:
         publish: bool = True,
         touched: tuple[str, ...] | None = None,
     ) -> AuditEvent:
-        """Append the entry for a change (or refusal) in this unit, and queue its event.
+        """Decide the entry for a change (or refusal) in this unit, and queue its event.
 
         ``touched`` names the only state tables the change wrote (default: any of them), so
-        only those are read again for the entry's after-state.
+        only those are digested again for the entry's after-state (by default, the tables the
+        unit's copy of the case saw changed).
         """
         prior: dict[str, str] | None = None
         state: dict[str, str] | None = None
         if stream == "case" and action not in _audit.STATELESS_ACTIONS:
             # The case's rows before and after this change: a deep verify then finds any row
-            # edited outside the engine, and between which two entries.
-            prior = unit.states.get(reference)
-            state = _audit.case_state(
-                unit.conn,
-                reference,
-                tables=touched,
-                base=prior if touched is not None else None,
+            # edited outside the engine, and between which two entries. Rows added have no
+            # id until written, and the digests cover ids: write them first.
+            held = unit.cases[reference]
+            if held.unwritten_rows:
+                _case_state.flush(unit.conn, [held])
+            prior = held.digests
+            # Only the tables changed since the last digests are digested again.
+            changed = touched if touched is not None else tuple(sorted(held.touched))
+            state = _audit.state_digests(
+                held.case,
+                held.rows,
+                only=None if prior is None else changed,
+                base=prior,
             )
-            unit.states[reference] = state
-        written = _audit.append(
-            unit.conn,
+            held.digests = state
+            held.touched = set()
+        head = unit.chain(stream, reference)
+        fields = _audit.new_entry(
             stream=stream,
             reference=reference,
+            position=head.length + 1,
+            prev_hash=head.head_hash,
             at=at,
             actor_id=actor.id if actor is not None else _deadlines.SYSTEM_ACTOR,
             roles=sorted(actor.roles) if actor is not None else [],
@@ -2140,9 +2210,10 @@ class Engine:
             prior_state=prior,
             state=state,
         )
-        entry = written.event
+        head.advance(fields)
+        entry = _audit.to_event(fields)
         if not publish:
-            unit.written.append((written.entry_id, None))
+            unit.entries.append((fields, None))
             return entry
         payload = dict(entry.detail)
         for key in ("trigger", "from_stage", "to_stage", "reason"):
@@ -2150,7 +2221,7 @@ class Engine:
             if value is not None:
                 payload.setdefault(key, value)
         payload["actor_id"] = entry.actor_id
-        unit.written.append((written.entry_id, len(unit.events)))
+        unit.entries.append((fields, len(unit.events)))
         unit.events.append(Event(kind=action, reference=reference, at=at, detail=payload))
         return entry
 
@@ -2199,6 +2270,10 @@ class Engine:
 
     def _load(self, conn: Connection, reference: str) -> Case:
         return self._to_case(conn, self._row(conn, reference))
+
+    def _held(self, unit: _Unit, reference: str) -> Case:
+        """The case as this unit leaves it (decided in memory, no read)."""
+        return self._to_case(unit.conn, unit.cases[reference].case)
 
     def _to_case(self, conn: Connection, row: Any) -> Case:
         pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)

@@ -11,26 +11,48 @@ job store).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-if TYPE_CHECKING:
-    from nim_workflow._engine import Engine
-    from nim_workflow._values import Event
+from nim_workflow._values import Event
+
+
+class DeadlineProcessor(Protocol):
+    """What the scheduler calls: all it knows of the engine (which satisfies this)."""
+
+    def process_due(self) -> Sequence[Event]:
+        """Fire everything due now; each alarm fires once, however many processes call."""
+        ...
+
+    def next_due_at(self) -> dt.datetime | None:
+        """When the next pending alarm falls due, or ``None``."""
+        ...
+
+    def subscribe(
+        self, callback: Callable[[Event], object], kinds: Iterable[Any] | None = None
+    ) -> Callable[[], None]:
+        """Hear of each committed change; returns the function that stops it."""
+        ...
+
 
 _WAKE = "nimwf-wake"
 _SWEEP = "nimwf-sweep"
 
 
 class DeadlineScheduler:
-    """Wakes ``engine.process_due()`` in a background thread of this process."""
+    """Wakes ``processor.process_due()`` in a background thread of this process."""
 
-    def __init__(self, engine: Engine, *, sweep_seconds: float = 60.0) -> None:
+    def __init__(
+        self, processor: DeadlineProcessor, *, sweep_seconds: float = 60.0, logger: Any = None
+    ) -> None:
         if sweep_seconds <= 0:
             raise ValueError("sweep_seconds must be positive")
-        self._engine = engine
+        self._engine = processor
+        self._log = logger if logger is not None else logging.getLogger("nim_workflow")
         self._sweep_seconds = sweep_seconds
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
@@ -79,7 +101,7 @@ class DeadlineScheduler:
                 self.last_error = None
             except Exception as exc:
                 self.last_error = exc
-                self._engine._log.exception("nimwf.processor_failed")
+                self._log.exception("nimwf.processor_failed")
             try:
                 self._arm()
             finally:

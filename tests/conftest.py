@@ -22,6 +22,10 @@ import sqlalchemy as sa
 from ci_guard import skip_or_fail
 from sqlalchemy.pool import NullPool
 
+# Every write in the suite checks that the state it decided in memory (and hashed into its audit
+# entry) is exactly what the database holds afterwards; subprocesses inherit the switch.
+os.environ.setdefault("NIM_WORKFLOW_CHECK_STATE", "1")
+
 # pytester lets the suite check these fixtures' behaviour without a server (test_infrastructure).
 pytest_plugins = ["pytester"]
 

@@ -709,11 +709,12 @@ def test_non_text_values_never_reach_the_log(engine: nw.Engine) -> None:
 
 def test_append_refuses_a_value_whose_stored_form_differs(engine: nw.Engine) -> None:
     """Below the door, the log itself refuses a non-text field instead of hashing it."""
-    with engine.sqlalchemy_engine.begin() as conn, pytest.raises(TypeError, match="reason"):
-        _audit.append(
-            conn,
+    with pytest.raises(TypeError, match="reason"):
+        _audit.new_entry(
             stream="case",
             reference="AUD-1",
+            position=1,
+            prev_hash="0" * 64,
             at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC),
             actor_id="x",
             roles=[],

@@ -123,3 +123,45 @@ def test_stop_scheduler_is_safe_when_not_started(db_url: str) -> None:
     assert engine.next_due_at() == min(pending_alarm_times(engine))
     engine.stop_scheduler()
     engine.close()
+
+
+class _Processor:
+    """A deadline processor that is not an Engine: the scheduler needs only its protocol."""
+
+    def __init__(self, wake_at: dt.datetime | None) -> None:
+        self.wake_at = wake_at
+        self.processed = threading.Event()
+        self.listeners: list[object] = []
+
+    def process_due(self) -> list[nw.Event]:
+        self.processed.set()
+        return []
+
+    def next_due_at(self) -> dt.datetime | None:
+        return self.wake_at
+
+    def subscribe(self, callback: object, kinds: object = None) -> object:
+        self.listeners.append(callback)
+
+        def unsubscribe() -> None:
+            self.listeners.remove(callback)
+
+        return unsubscribe
+
+
+def test_the_scheduler_drives_any_deadline_processor() -> None:
+    wake_at = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+    processor = _Processor(wake_at)
+    scheduler = DeadlineScheduler(processor, sweep_seconds=3600)
+    scheduler.start()
+    try:
+        assert processor.processed.wait(10), "the first run never came"
+        assert len(processor.listeners) == 1
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+        while scheduler._scheduler.get_job("nimwf-wake") is None:
+            assert dt.datetime.now(dt.UTC) < deadline, "the wake job was never armed"
+            threading.Event().wait(0.01)
+        assert scheduler._scheduler.get_job("nimwf-wake").next_run_time == wake_at
+    finally:
+        scheduler.stop()
+    assert processor.listeners == []

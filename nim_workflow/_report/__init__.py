@@ -1,6 +1,7 @@
 """The coordinator's view: a summary of every site's cases, as data, as text and as HTML.
 
-It reads an :class:`~nim_workflow.Engine` through its public read calls only, never the database.
+It reads an :class:`~nim_workflow.Engine` through the engine's bulk read (one statement per
+table, never one per case), never its tables directly.
 :func:`summarize` builds the :class:`Summary` tree, :func:`format_summary` prints it as plain-text
 tables, and :func:`build_report` renders one static, self-contained HTML page from it.
 """

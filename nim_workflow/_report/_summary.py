@@ -1,12 +1,14 @@
 """The coordinator's view as data: what every site's cases look like at one instant.
 
-:func:`summarize` reads an :class:`~nim_workflow.Engine` through its public read calls only
-(``cases``, ``history``, ``deadlines``, ``pauses``, ``overdue``, ``due``, ``calendar``) and returns
-a tree of frozen dataclasses: per site, the open cases by stage with their days in stage, how
-long completed stages took, the on-time rate of every deadline rule, what is overdue and what
-falls due soon, and one timeline per case for drawing. :func:`format_summary` turns that tree into
-the plain-text table the command line and the demo print. Nothing here holds personal details:
-only references, stages, dates, rule names and outcomes.
+:func:`summarize` reads an :class:`~nim_workflow.Engine` through its internal bulk read: every
+site's cases (or one site's), with their stays, deadlines and pauses, one statement per table and
+never one per case. It returns a tree of frozen dataclasses: per site, the open cases by stage
+with their days in stage, how long completed stages took, the on-time rate of every deadline
+rule, what is overdue and what falls due soon, and one timeline per case for drawing. The figures
+are exactly those the public per-case reads (``history``, ``deadlines``, ``pauses``, ``overdue``,
+``due``) would give. :func:`format_summary` turns that tree into the plain-text table the command
+line and the demo print. Nothing here holds personal details: only references, stages, dates,
+rule names and outcomes.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from nim_workflow import _validate
 from nim_workflow._errors import InvalidInput
 
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine
-    from nim_workflow._values import Case, Deadline
+    from nim_workflow._store._reads import SiteRead, Stay
 
 __all__ = [
     "CaseTimeline",
@@ -226,72 +229,115 @@ def summarize(engine: Engine, *, site: str | None = None, at: dt.datetime) -> Su
     if not isinstance(at, dt.datetime) or at.utcoffset() is None:
         raise InvalidInput("summarize needs a timezone-aware datetime for at", field="at")
     at = at.astimezone(dt.UTC)
-    every_case = engine.cases(site=site, open_only=False)
-    sites = [site] if site is not None else sorted({case.site for case in every_case})
-    summaries = tuple(
-        _site_summary(engine, name, [c for c in every_case if c.site == name], at) for name in sites
-    )
+    _validate.optional_lookup(site, "site")
+    horizon = at + dt.timedelta(days=DUE_SOON_DAYS)
+    reads = engine._bulk_sites(site, at=at, until=horizon)
+    summaries = tuple(_site_summary(engine, name, reads[name], at) for name in sorted(reads))
     pathway_ids = tuple(sorted({pid for s in summaries for pid in s.pathway_ids}))
     return Summary(at=at, sites=summaries, pathway_ids=pathway_ids)
 
 
-def _site_summary(engine: Engine, site: str, cases: Sequence[Case], at: dt.datetime) -> SiteSummary:
-    pathway_ids = tuple(sorted({case.pathway_id for case in cases}))
+def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) -> SiteSummary:
+    # The read's rows are plain tuples, unpacked by position: SiteRead lists their fields.
+    cases = read.cases
+    pathway_ids = tuple(sorted({case[1] for case in cases}))
     order, titles = _stage_order(engine, pathway_ids)
     calendars = {pid: engine.calendar(site, pid) for pid in pathway_ids}
-    pathway_of = {case.reference: case.pathway_id for case in cases}
+    zones = {pid: cal.tz for pid, cal in calendars.items()}
+    finals = {pid: _final_stages(engine, pid) for pid in pathway_ids}
+    # The site's local date now, on each pathway's calendar (they may differ in time zone).
+    todays = {pid: cal.local_date(at) for pid, cal in calendars.items()}
+    pathway_of = {case[0]: case[1] for case in cases}
+    no_history: list[Stay] = []
+    no_rows: list[Any] = []
 
     open_cases: list[OpenCase] = []
     durations: dict[str, list[tuple[int, int]]] = {}
     rates: dict[str, _RateCount] = {}
     timelines: list[CaseTimeline] = []
-    for case in cases:
-        cal = calendars[case.pathway_id]
-        history = engine.history(case.reference, at=at)
-        for interval in history:
-            if interval.left_at is None or interval.left_by == _WITHDRAW:
+    for (
+        reference,
+        pid,
+        _,
+        stage,
+        opened_at,
+        stage_entered_at,
+        closed_at,
+        outcome,
+        paused_at,
+        _,
+    ) in cases:
+        tz = zones[pid]
+        history = read.history.get(reference, no_history)
+        for stay_stage, entered_at, left_at, left_by, stay_days in history:
+            if left_at is None or left_by == _WITHDRAW:
                 continue
-            days = (cal.local_date(interval.left_at) - cal.local_date(interval.entered_at)).days
-            durations.setdefault(interval.stage, []).append((days, interval.working_days))
-        if case.is_open:
-            current = history[-1] if history else None
-            entered_on = cal.local_date(case.stage_entered_at)
+            days = (left_at.astimezone(tz).date() - entered_at.astimezone(tz).date()).days
+            durations.setdefault(stay_stage, []).append((days, stay_days))
+        if closed_at is None:
+            entered_on = stage_entered_at.astimezone(tz).date()
             open_cases.append(
                 OpenCase(
-                    reference=case.reference,
-                    pathway_id=case.pathway_id,
-                    stage=case.stage,
-                    stage_entered_at=case.stage_entered_at,
+                    reference=reference,
+                    pathway_id=pid,
+                    stage=stage,
+                    stage_entered_at=stage_entered_at,
                     entered_on=entered_on,
-                    days_in_stage=max(0, (cal.local_date(at) - entered_on).days),
-                    working_days_in_stage=current.working_days if current is not None else 0,
-                    paused=case.paused,
+                    days_in_stage=max(0, (todays[pid] - entered_on).days),
+                    working_days_in_stage=history[-1][4] if history else 0,
+                    paused=paused_at is not None,
                 )
             )
         marks = []
-        for deadline in engine.deadlines(case.reference):
-            rule_name = deadline.name
-            count = rates.setdefault(rule_name, _RateCount(kind=deadline.kind))
-            mark = _mark(deadline, at)
-            if mark is None:
+        for (
+            _,
+            _,
+            name,
+            kind,
+            occurrence,
+            due_on,
+            due_at,
+            status,
+            settled_at,
+            extensions,
+        ) in read.deadlines.get(reference, no_rows):
+            count = rates.get(name)
+            if count is None:
+                count = rates[name] = _RateCount(kind=kind)
+            shown = _mark_status(status, due_at, at)
+            if shown is None:
                 continue
-            count.add(mark.status)
-            marks.append(mark)
+            count.add(shown)
+            marks.append(
+                DeadlineMark(
+                    name=name,
+                    kind=kind,
+                    occurrence=occurrence,
+                    due_on=due_on,
+                    due_at=due_at,
+                    status=shown,
+                    settled_at=settled_at,
+                    extensions=extensions,
+                )
+            )
+        final = finals[pid]
         timelines.append(
             CaseTimeline(
-                reference=case.reference,
-                pathway_id=case.pathway_id,
-                opened_at=case.opened_at,
-                closed_at=case.closed_at,
-                outcome=case.outcome,
-                stage=case.stage,
+                reference=reference,
+                pathway_id=pid,
+                opened_at=opened_at,
+                closed_at=closed_at,
+                outcome=outcome,
+                stage=stage,
                 spans=tuple(
-                    StageSpan(stage=i.stage, entered_at=i.entered_at, left_at=i.left_at)
-                    for i in history
-                    if i.stage not in _final_stages(engine, case.pathway_id)
+                    [
+                        StageSpan(stage=stay[0], entered_at=stay[1], left_at=stay[2])
+                        for stay in history
+                        if stay[0] not in final
+                    ]
                 ),
                 deadlines=tuple(marks),
-                pauses=tuple(engine.pauses(case.reference)),
+                pauses=tuple(read.pauses.get(reference, no_rows)),
             )
         )
 
@@ -333,7 +379,7 @@ def _site_summary(engine: Engine, site: str, cases: Sequence[Case], at: dt.datet
         for name in _ordered(rule_order, set(rates))
     )
 
-    def item(deadline: Deadline, days: int) -> DeadlineItem:
+    def item(deadline: _DeadlineRow, days: int) -> DeadlineItem:
         return DeadlineItem(
             reference=deadline.reference,
             name=deadline.name,
@@ -346,25 +392,25 @@ def _site_summary(engine: Engine, site: str, cases: Sequence[Case], at: dt.datet
         )
 
     def today(reference: str) -> dt.date:
-        return calendars[pathway_of[reference]].local_date(at)
+        return todays[pathway_of[reference]]
 
+    # The site's open deadlines due before the due-soon horizon, soonest first (as ``due``
+    # lists them): those due by ``at`` are overdue (as ``overdue(at)`` lists them), the rest
+    # fall due soon.
+    upcoming = [d for d in read.open_deadlines if d.reference in pathway_of]
     overdue = tuple(
-        item(d, (today(d.reference) - d.due_on).days)
-        for d in engine.overdue(at=at, site=site)
-        if d.reference in pathway_of
+        item(d, (today(d.reference) - d.due_on).days) for d in upcoming if d.due_at <= at
     )
-    horizon = at + dt.timedelta(days=DUE_SOON_DAYS)
     due_soon = tuple(
-        item(d, (d.due_on - today(d.reference)).days)
-        for d in engine.due(before=horizon, site=site)
-        if d.reference in pathway_of and d.due_at > at
+        item(d, (d.due_on - today(d.reference)).days) for d in upcoming if d.due_at > at
     )
-    outcomes = Counter(c.outcome or "closed" for c in cases if not c.is_open)
+    closed = [c for c in cases if c.closed_at is not None]
+    outcomes = Counter(c.outcome or "closed" for c in closed)
     return SiteSummary(
         site=site,
         pathway_ids=pathway_ids,
         opened=len(cases),
-        closed=sum(1 for c in cases if not c.is_open),
+        closed=len(closed),
         outcomes=tuple(sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0]))),
         open_by_stage=tuple(groups),
         stage_durations=tuple(stage_durations),
@@ -395,29 +441,42 @@ class _RateCount:
             self.open += 1
 
 
-def _mark(deadline: Deadline, at: dt.datetime) -> DeadlineMark | None:
+class _DeadlineRow(Protocol):
+    """What the summary reads of a deadline: a ``Deadline``'s fields, or a bulk-read row."""
+
+    @property
+    def reference(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def kind(self) -> Literal["stage", "clock", "window"]: ...
+    @property
+    def occurrence(self) -> int: ...
+    @property
+    def due_on(self) -> dt.date: ...
+    @property
+    def due_at(self) -> dt.datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def settled_at(self) -> dt.datetime | None: ...
+    @property
+    def extensions(self) -> int: ...
+
+
+def _mark_status(status: str, due_at: dt.datetime, at: dt.datetime) -> MarkStatus | None:
     """How a deadline counts at ``at``; ``None`` for a cancelled one."""
-    status: MarkStatus
-    if deadline.status == "met":
-        status = "met"
-    elif deadline.status == "missed":
-        status = "missed"
-    elif deadline.status == "cancelled":
+    if status == "met":
+        return "met"
+    if status == "missed":
+        return "missed"
+    if status == "cancelled":
         # Cancelled before it fell due (closing marks an overdue deadline missed): it neither
         # counts for the rate nor appears on the timeline.
         return None
-    else:
-        status = "overdue" if deadline.due_at <= at else "open"
-    return DeadlineMark(
-        name=deadline.name,
-        kind=deadline.kind,
-        occurrence=deadline.occurrence,
-        due_on=deadline.due_on,
-        due_at=deadline.due_at,
-        status=status,
-        settled_at=deadline.settled_at,
-        extensions=deadline.extensions,
-    )
+    return "overdue" if due_at <= at else "open"
 
 
 def _final_stages(engine: Engine, pathway_id: str) -> frozenset[str]:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 NAMING = {
@@ -98,6 +99,9 @@ cases = Table(
     ),
     Index("ix_nimwf_cases_site_stage", "site", "stage"),
     Index("ix_nimwf_cases_closed_at", "closed_at"),
+    # A site's cases, open ones first, oldest opened first: ``cases(site)`` reads its open cases
+    # in order straight from the index, and the report's whole-site read has them together.
+    Index("ix_nimwf_cases_site_closed_at", "site", "closed_at", "opened_at", "reference"),
 )
 
 stage_intervals = Table(
@@ -125,6 +129,10 @@ pauses = Table(
     Index("ix_nimwf_pauses_reference", "reference", "id"),
 )
 
+#: The partial indexes' predicate. A query must spell the same condition with the literal (not a
+#: bound parameter) for the planner to prove it may use them: see ``_reads.OPEN``.
+OPEN_DEADLINE = text("status = 'open'")
+
 deadlines = Table(
     "nimwf_deadlines",
     metadata,
@@ -149,8 +157,26 @@ deadlines = Table(
     # What the due date was computed from beyond start_on: the governing earliest_of candidate,
     # or a cumulative clock's periods in its condition. Null for plain rules.
     Column("basis", JSON, nullable=True),
-    Index("ix_nimwf_deadlines_status_due_at", "status", "due_at"),
     Index("ix_nimwf_deadlines_reference", "reference"),
+    # Open deadlines by due instant, in the order ``due`` and ``overdue`` list them (everywhere,
+    # and at one site). Partial: only open rows are in them, so settled history costs nothing.
+    Index(
+        "ix_nimwf_deadlines_open_due_at",
+        "due_at",
+        "reference",
+        "id",
+        sqlite_where=OPEN_DEADLINE,
+        postgresql_where=OPEN_DEADLINE,
+    ),
+    Index(
+        "ix_nimwf_deadlines_open_site_due_at",
+        "site",
+        "due_at",
+        "reference",
+        "id",
+        sqlite_where=OPEN_DEADLINE,
+        postgresql_where=OPEN_DEADLINE,
+    ),
 )
 
 alarms = Table(
@@ -166,6 +192,8 @@ alarms = Table(
     Column("fired_at", UTCDateTime, nullable=True),
     Index("ix_nimwf_alarms_status_due_at", "status", "due_at"),
     Index("ix_nimwf_alarms_deadline_id", "deadline_id"),
+    # A command reads its case's alarms whole (the state its audit entry digests), in id order.
+    Index("ix_nimwf_alarms_reference", "reference", "id"),
 )
 
 audit_events = Table(
