@@ -8,6 +8,8 @@
 #   make soak    the long adversarial runs (stateful, kill and multi-process), minutes each
 #   make mutate  mutation testing of the deciding modules, then the score per module
 #                (a subset: make mutate MUTANTS='nim_workflow._calendar*'); never in CI
+#   make bench   the benchmarks, with a throwaway PostgreSQL; refreshes docs/benchmarks.md
+#                (under 10 minutes on 2 cores); never in CI
 #   make clean   remove the virtualenv, caches and build output
 
 SHELL := /bin/bash
@@ -23,7 +25,7 @@ PYTEST_ARGS ?=
 
 MUTANTS ?=
 
-.PHONY: venv demo test lint soak mutate clean
+.PHONY: venv demo test lint soak mutate bench clean
 
 venv: $(STAMP)
 
@@ -53,6 +55,11 @@ mutate: venv
 	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
 	@rc=0; $(BIN)/mutmut run --max-children 2 $(MUTANTS) || rc=$$?; \
 	$(BIN)/python tools/mutation_report.py; exit $$rc
+
+# The benchmarks (bench/README.md): every group on SQLite and a throwaway PostgreSQL, written to
+# docs/benchmarks.md. Nothing asserts on time.
+bench: venv
+	tools/with-postgres.sh $(BIN)/python bench/run.py
 
 # All three checks run even when one fails, so a single run shows every problem.
 lint: venv

@@ -4,14 +4,16 @@ Everything a benchmark in ``run.py`` needs but that is not itself a measurement 
 result record and its statistics, a clock the engine reads instead of the system's, the actors
 and facts that walk a case from referral to a court decision, throwaway SQLite files and
 PostgreSQL databases, the naive baselines (a ``transitions.Machine`` per case, a day-by-day
-working-day loop), and the worker process body for the multi-process deadline run. Nothing here
+working-day loop, raw DBAPI transitions) and the peak-memory probe. Nothing here
 asserts on time: the numbers are reported, never judged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,6 +38,10 @@ SOCIAL_WORKER = nw.Actor("bench-sw", roles={"social_worker"})
 TEAM_MANAGER = nw.Actor("bench-tm", roles={"team_manager"})
 CLINICIAN = nw.Actor("bench-cl", roles={"clinician"})
 COURT_OFFICER = nw.Actor("bench-co", roles={"court_officer"})
+
+#: Where each step of the walk leads (checked against the pathway by the write benchmark).
+WALK_STAGES: tuple[str, ...] = ("referral", "assessment", "treatment", "recommendation", "court")
+WALK_DESTS: tuple[str, ...] = ("assessment", "treatment", "recommendation", "court", "closed")
 
 #: The treatment path from referral to a court decision: (trigger, actor, facts given with it).
 WALK: tuple[tuple[str, nw.Actor, Mapping[str, Any]], ...] = (
@@ -234,6 +240,178 @@ def baseline_transition(
         conn.commit()
 
 
+# -- raw DBAPI baselines: the minimum statements of a transition, without SQLAlchemy ------------
+
+
+class RawSqlite:
+    """The stdlib ``sqlite3`` module on a file in WAL mode with ``synchronous=FULL``.
+
+    A transition is BEGIN IMMEDIATE, SELECT the case row, UPDATE it (stage, version, facts),
+    INSERT one event row, COMMIT: three statements between BEGIN and COMMIT.
+    """
+
+    statements = 3
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS raw_cases (reference TEXT PRIMARY KEY, "
+            "stage TEXT NOT NULL, version INTEGER NOT NULL, facts TEXT NOT NULL, "
+            "updated_at TEXT NOT NULL)"
+        )
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, reference TEXT NOT "
+            "NULL, at TEXT NOT NULL, trigger TEXT NOT NULL, from_stage TEXT NOT NULL, "
+            "to_stage TEXT NOT NULL, detail TEXT NOT NULL)"
+        )
+
+    def settings(self) -> str:
+        """The journal mode and synchronous level the connection runs with."""
+        mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = self.conn.execute("PRAGMA synchronous").fetchone()[0]
+        return f"journal_mode={mode}, synchronous={SQLITE_SYNC.get(sync, sync)}"
+
+    def seed(self, references: Sequence[str], stage: str, at: dt.datetime) -> None:
+        """One row per case at ``stage``, in one transaction."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(
+            "INSERT INTO raw_cases VALUES (?, ?, 1, '{}', ?)",
+            [(ref, stage, at.isoformat()) for ref in references],
+        )
+        self.conn.execute("COMMIT")
+
+    def transition(
+        self, reference: str, trigger: str, dest: str, facts: Mapping[str, Any], at: dt.datetime
+    ) -> None:
+        """One transition in its own transaction."""
+        conn = self.conn
+        when = at.isoformat()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stage, version, stored = conn.execute(
+                "SELECT stage, version, facts FROM raw_cases WHERE reference = ?", (reference,)
+            ).fetchone()
+            merged = json.dumps({**json.loads(stored), **facts}, sort_keys=True)
+            conn.execute(
+                "UPDATE raw_cases SET stage = ?, version = ?, facts = ?, updated_at = ? "
+                "WHERE reference = ? AND version = ?",
+                (dest, version + 1, merged, when, reference, version),
+            )
+            conn.execute(
+                "INSERT INTO raw_events (reference, at, trigger, from_stage, to_stage, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (reference, when, trigger, stage, dest, json.dumps(dict(facts), sort_keys=True)),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawPostgres:
+    """``psycopg`` on the same server and database: the same three statements, then COMMIT.
+
+    The SELECT locks the row (``FOR UPDATE``) as a writer that reads before it updates must.
+    """
+
+    statements = 3
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        self.conn = psycopg.connect(conninfo)
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS raw_cases (reference text PRIMARY KEY, stage text NOT "
+                "NULL, version integer NOT NULL, facts jsonb NOT NULL, "
+                "updated_at timestamptz NOT NULL)"
+            )
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS raw_events (id bigserial PRIMARY KEY, reference text "
+                "NOT NULL, at timestamptz NOT NULL, trigger text NOT NULL, from_stage text NOT "
+                "NULL, to_stage text NOT NULL, detail jsonb NOT NULL)"
+            )
+        self.conn.commit()
+
+    def seed(self, references: Sequence[str], stage: str, at: dt.datetime) -> None:
+        """One row per case at ``stage``, in one transaction."""
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO raw_cases VALUES (%s, %s, 1, '{}', %s)",
+                [(ref, stage, at) for ref in references],
+            )
+        self.conn.commit()
+
+    def transition(
+        self, reference: str, trigger: str, dest: str, facts: Mapping[str, Any], at: dt.datetime
+    ) -> None:
+        """One transition in its own transaction."""
+        conn = self.conn
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT stage, version, facts FROM raw_cases WHERE reference = %s FOR UPDATE",
+                    (reference,),
+                )
+                row = cur.fetchone()
+                assert row is not None
+                stage, version, stored = row
+                cur.execute(
+                    "UPDATE raw_cases SET stage = %s, version = %s, facts = %s::jsonb, "
+                    "updated_at = %s WHERE reference = %s AND version = %s",
+                    (
+                        dest,
+                        version + 1,
+                        json.dumps({**stored, **facts}),
+                        at,
+                        reference,
+                        version,
+                    ),
+                )
+                cur.execute(
+                    "INSERT INTO raw_events (reference, at, trigger, from_stage, to_stage, detail) "
+                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                    (reference, at, trigger, stage, dest, json.dumps(dict(facts))),
+                )
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+SQLITE_SYNC = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB (``VmHWM``; ``ru_maxrss`` without /proc).
+
+    ``VmHWM`` belongs to the process's own address space, so a freshly spawned interpreter does
+    not inherit the parent's high-water mark (``ru_maxrss`` can, across fork and exec).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 # -- the naive machine: a new transitions.Machine for every command --------------------------------
 
 
@@ -321,25 +499,6 @@ def naive_count_working_days(holidays: Any, start: dt.date, end: dt.date) -> int
         if day.weekday() < 5 and day not in holidays:
             count += 1
     return count
-
-
-# -- the worker process of the multi-process deadline run ------------------------------------------
-
-
-def process_due_worker(url: str, at: str, barrier: Any, results: Any) -> None:
-    """Process due alarms in a process of its own, starting together with the other workers.
-
-    Connects and warms up first, waits at ``barrier``, then runs ``process_due`` once and reports
-    (start, end, alarms fired) on the monotonic clock, which all processes on the host share.
-    """
-    instant = dt.datetime.fromisoformat(at)
-    with nw.Engine(url, clock=StepClock(instant)) as engine:
-        engine.next_due_at()
-        barrier.wait()
-        start = time.monotonic()
-        fired = engine.process_due(instant)
-        end = time.monotonic()
-    results.put((start, end, len(fired)))
 
 
 # -- the bare alarm claim: the minimum the deadline processor could cost ---------------------------
