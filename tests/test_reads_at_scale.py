@@ -571,14 +571,17 @@ def test_due_and_overdue_are_read_from_the_partial_indexes(
 def test_a_sites_open_cases_are_read_from_the_site_index(engine: nw.Engine, cohort: Cohort) -> None:
     """``cases(site)`` walks (site, closed_at, opened_at, reference), with no sort, on SQLite.
 
-    (PostgreSQL's choice among the case indexes rests on its statistics, which a table of 160
-    rows does not make worth checking.)
+    PostgreSQL's choice among the case indexes that lead with ``site`` rests on its statistics,
+    which a table of 160 rows does not make worth pinning: there the check is that an index on
+    the site serves the query rather than a scan of every case.
     """
-    if cohort.backend != "sqlite":
-        pytest.skip("the plan among several usable indexes is the planner's call")
     plan = _plan(engine, *_captured(engine, lambda: engine.cases(site="london"), "nimwf_cases"))
-    assert "ix_nimwf_cases_site_closed_at" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+    if cohort.backend == "sqlite":
+        assert "ix_nimwf_cases_site_closed_at" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "ix_nimwf_cases_site_" in plan, plan
+        assert "Seq Scan on nimwf_cases" not in plan, plan
 
 
 def _index_definitions(bind: sa.Engine) -> dict[str, str]:
