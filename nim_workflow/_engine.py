@@ -89,8 +89,6 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
-#: An alarm firing (or lapsing) writes its own alarm row and nothing else of the case.
-_ALARM_ROWS = ("alarms",)
 #: The most of any unit an extension's by= may name: no rule's step is longer.
 _MAX_GRANT = 1000
 #: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
@@ -1570,7 +1568,6 @@ class Engine:
                         "alarm_due_at": alarm.due_at.isoformat(),
                     },
                     publish=False,
-                    touched=_ALARM_ROWS,
                 )
                 continue
             state.change("alarms", alarm_row, status="fired", fired_at=when)
@@ -1593,7 +1590,6 @@ class Engine:
                 from_stage=alarm.stage,
                 to_stage=alarm.stage,
                 detail=detail,
-                touched=_ALARM_ROWS,
             )
         return rows
 
@@ -2164,13 +2160,11 @@ class Engine:
         detail: Mapping[str, Any] | None = None,
         stream: str = "case",
         publish: bool = True,
-        touched: tuple[str, ...] | None = None,
     ) -> AuditEvent:
         """Decide the entry for a change (or refusal) in this unit, and queue its event.
 
-        ``touched`` names the only state tables the change wrote (default: any of them), so
-        only those are digested again for the entry's after-state (by default, the tables the
-        unit's copy of the case saw changed).
+        The entry's after-state digests again only the tables the unit's copy of the case saw
+        change since the last entry (an alarm firing: its alarm rows).
         """
         prior: dict[str, str] | None = None
         state: dict[str, str] | None = None
@@ -2182,12 +2176,10 @@ class Engine:
             if held.unwritten_rows:
                 _case_state.flush(unit.conn, [held])
             prior = held.digests
-            # Only the tables changed since the last digests are digested again.
-            changed = touched if touched is not None else tuple(sorted(held.touched))
             state = _audit.state_digests(
                 held.case,
                 held.rows,
-                only=None if prior is None else changed,
+                only=None if prior is None else sorted(held.touched),
                 base=prior,
             )
             held.digests = state
