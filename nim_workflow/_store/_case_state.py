@@ -173,15 +173,18 @@ class CaseState:
 # -- reading ---------------------------------------------------------------------------------------
 
 _CASE_COLUMNS = tuple(cases.c)
-_CASE_QUERY = (
-    sa.select(*_CASE_COLUMNS, audit_chains.c.length, audit_chains.c.head_hash)
-    .select_from(
-        cases.outerjoin(
-            audit_chains,
-            sa.and_(audit_chains.c.stream == "case", audit_chains.c.reference == cases.c.reference),
-        )
+# The case row with its audit chain's head (no chain yet: nulls).
+_CASE_AND_CHAIN = sa.select(
+    *_CASE_COLUMNS, audit_chains.c.length, audit_chains.c.head_hash
+).select_from(
+    cases.outerjoin(
+        audit_chains,
+        sa.and_(audit_chains.c.stream == "case", audit_chains.c.reference == cases.c.reference),
     )
-    .where(cases.c.reference == sa.bindparam("reference"))
+)
+_CASE_QUERY = _CASE_AND_CHAIN.where(cases.c.reference == sa.bindparam("reference"))
+_CASES_QUERY = _CASE_AND_CHAIN.where(
+    cases.c.reference.in_(sa.bindparam("references", expanding=True))
 )
 # PostgreSQL: lock the case row alone, then read its chain's head in a statement of its own. A
 # joined read would take the chain row from the snapshot the statement started with, before the
@@ -193,16 +196,6 @@ _CASE_QUERY_LOCKED = (
 )
 _CHAIN_QUERY = sa.select(audit_chains.c.length, audit_chains.c.head_hash).where(
     audit_chains.c.stream == "case", audit_chains.c.reference == sa.bindparam("reference")
-)
-_CASES_QUERY = (
-    sa.select(*_CASE_COLUMNS, audit_chains.c.length, audit_chains.c.head_hash)
-    .select_from(
-        cases.outerjoin(
-            audit_chains,
-            sa.and_(audit_chains.c.stream == "case", audit_chains.c.reference == cases.c.reference),
-        )
-    )
-    .where(cases.c.reference.in_(sa.bindparam("references", expanding=True)))
 )
 
 
