@@ -34,7 +34,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from nim_workflow import _audit, _checkpoint, _deadlines, _validate, _verify
+from nim_workflow import _audit, _checkpoint, _deadlines, _decide, _validate, _verify
 from nim_workflow._cache import CALENDARS_KEPT, BoundedCache
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._checkpoint import Checkpoint
@@ -44,21 +44,17 @@ from nim_workflow._errors import (
     ActionRefused,
     CaseExists,
     CaseNotFound,
-    CasePaused,
     ConcurrentUpdate,
-    ExtensionNotAllowed,
     InvalidInput,
     NimWorkflowError,
     OutsideWindow,
     PermissionDenied,
-    RequirementsNotMet,
     StaffNotFound,
-    TransitionNotAllowed,
 )
 from nim_workflow._machine import PathwayMachine
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
-from nim_workflow._pathway._model import Duration, FactSpec, Pathway
+from nim_workflow._pathway._model import Pathway
 from nim_workflow._store import _case_state, _migrate, _reads
 from nim_workflow._store._case_state import CaseState, Row
 from nim_workflow._store._schema import (
@@ -89,8 +85,6 @@ Subscriber = Callable[[Event], object]
 
 DEFAULT_URL = "sqlite:///nim-workflow.db"
 _PROCESS_BATCH = 500
-#: The most of any unit an extension's by= may name: no rule's step is longer.
-_MAX_GRANT = 1000
 #: How far ahead of the engine's clock process_due(at=) may look without allow_future: the
 #: clocks of several machines sharing one database never agree exactly.
 _FUTURE_GRACE = dt.timedelta(minutes=5)
@@ -271,7 +265,7 @@ class Engine:
                 raise InvalidInput(f"closures[{site!r}] must be a list of dates", field="closures")
             named = self._closures.setdefault(site, {})
             for day in days:
-                named.setdefault(_closure_date(site, day), "site closure")
+                named.setdefault(_decide.closure_date(site, day), "site closure")
         # Bounded: sites are the host's names, so one calendar per site ever seen would grow
         # without end in a long-lived process.
         self._calendars: BoundedCache[tuple[str, int, str], WorkingCalendar] = BoundedCache(
@@ -675,24 +669,6 @@ class Engine:
                 field="connection",
             )
 
-    @staticmethod
-    def _coerce_facts(pathway: Pathway, facts: Mapping[str, Any] | None) -> dict[str, Any]:
-        if facts is None:
-            return {}
-        _validate.fact_names(facts)
-        out: dict[str, Any] = {}
-        for name, value in facts.items():
-            spec = pathway.facts.get(name)
-            if spec is None:
-                declared = ", ".join(sorted(pathway.facts))
-                raise InvalidInput(
-                    f"fact {_validate.shown(name)} is not declared by pathway {pathway.id} "
-                    f"(declared: {declared}); the engine stores only declared facts",
-                    field="facts",
-                )
-            out[name] = _coerce_fact(spec, value)
-        return out
-
     # -- state-changing calls ----------------------------------------------------------------------
 
     def open_case(
@@ -713,7 +689,7 @@ class Engine:
         _validate.identifier(reference, "reference", "a case reference")
         _validate.identifier(site, "site")
         definition = self.pathway(pathway)
-        new_facts = self._coerce_facts(definition, facts)
+        new_facts = _decide.coerce_facts(definition, facts)
         with self._write(connection) as unit:
             conn = unit.conn
             when = self._when(given)
@@ -741,7 +717,7 @@ class Engine:
                 "closed_at": None,
                 "outcome": None,
                 "paused_at": None,
-                "facts": _facts_to_json(new_facts),
+                "facts": _decide.facts_to_json(new_facts),
                 "updated_at": when,
             }
             try:
@@ -752,11 +728,11 @@ class Engine:
                 raise CaseExists(reference) from exc
             state = _case_state.opened(reference, values)
             unit.cases[reference] = state
-            self._enter_stage(state, stage, when, None)
+            _decide.enter_stage(state, stage, when, None)
             clock = CaseClock(reference, site, definition, self._calendar(definition, site))
             opened = _deadlines.open_stage_deadlines(state, clock, stage, when)
             clocks = _deadlines.record_clock_facts(
-                state, clock, _date_facts(new_facts), when, facts=new_facts
+                state, clock, _decide.date_facts(new_facts), when, facts=new_facts
             )
             self._audit(
                 unit,
@@ -769,7 +745,7 @@ class Engine:
                     "pathway": definition.id,
                     "pathway_version": definition.version,
                     "site": site,
-                    "facts": _facts_to_json(new_facts),
+                    "facts": _decide.facts_to_json(new_facts),
                     "deadlines_opened": opened,
                     "clocks": clocks,
                 },
@@ -804,40 +780,20 @@ class Engine:
             conn = unit.conn
             row = self._lock_case(unit, reference)
             when = self._when(given)
-            self._check_version(row, expected_version)
+            _decide.check_version(row, expected_version)
             clock = self._clock_for(conn, row)
             pathway = clock.pathway
-            new_facts = self._coerce_facts(pathway, facts)
-            self._check_not_before(row, when)
-            if row.closed_at is not None:
-                self._deny(
-                    unit,
-                    actor,
-                    "fire",
-                    TransitionNotAllowed(reference, trigger, row.stage, ()),
-                    at=when,
-                    reference=reference,
-                    trigger=trigger,
-                    stage=row.stage,
-                )
-            if row.paused_at is not None:
-                self._deny(
-                    unit,
-                    actor,
-                    "fire",
-                    CasePaused(reference, trigger),
-                    at=when,
-                    reference=reference,
-                    trigger=trigger,
-                    stage=row.stage,
-                )
-            stored = _facts_from_json(pathway, row.facts)
+            new_facts = _decide.coerce_facts(pathway, facts)
+            _decide.check_not_before(row, when)
+            stored = _decide.facts_from_json(pathway, row.facts)
             merged = {**stored, **new_facts}
             machine = PathwayMachine.for_pathway(pathway)
             decision = machine.decide(
                 row.stage, trigger, roles=actor.roles, facts=merged, reason=reason
             )
-            refusal = decision.refusal(reference=reference, actor_id=actor.id)
+            refusal = _decide.fire_refusal(row, trigger) or decision.refusal(
+                reference=reference, actor_id=actor.id
+            )
             if refusal is not None:
                 self._deny(
                     unit,
@@ -858,13 +814,13 @@ class Engine:
                 reference=reference,
                 actor_id=actor.id,
             )
-            changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
+            changed = _decide.changed_facts(stored, new_facts)
             self._check_windows(unit, clock, row, actor, changed, when, "fire", trigger)
             closing = dest in pathway.final_stages
             state = unit.cases[reference]
-            self._enter_stage(state, dest, when, trigger)
+            _decide.enter_stage(state, dest, when, trigger)
             clocks = _deadlines.record_clock_facts(
-                state, clock, _date_facts(changed), when, facts=merged
+                state, clock, _decide.date_facts(changed), when, facts=merged
             )
             settled = _deadlines.settle_met_by(state, clock, trigger, when)
             settled |= _deadlines.settle_stage_deadlines(
@@ -881,7 +837,7 @@ class Engine:
                 at=when,
                 stage=dest,
                 stage_entered_at=when,
-                facts=_facts_to_json(merged),
+                facts=_decide.facts_to_json(merged),
                 closed_at=when if closing else None,
                 outcome=decision.outcome if closing else None,
             )
@@ -896,7 +852,7 @@ class Engine:
                 to_stage=dest,
                 reason=reason,
                 detail={
-                    "facts": _facts_to_json(changed),
+                    "facts": _decide.facts_to_json(changed),
                     "deadlines_settled": settled,
                     "deadlines_opened": opened,
                     "clocks": clocks,
@@ -938,43 +894,23 @@ class Engine:
             conn = unit.conn
             row = self._lock_case(unit, reference)
             when = self._when(given)
-            self._check_version(row, expected_version)
+            _decide.check_version(row, expected_version)
             clock = self._clock_for(conn, row)
-            new_facts = self._coerce_facts(clock.pathway, facts)
+            new_facts = _decide.coerce_facts(clock.pathway, facts)
             if not new_facts:
                 raise InvalidInput("record needs at least one fact", field="facts")
-            self._check_not_before(row, when)
-            allowed = clock.pathway.roles_for("record")
-            if not actor.roles & allowed:
-                self._deny(
-                    unit,
-                    actor,
-                    "record",
-                    PermissionDenied(reference, "record", actor.id, allowed),
-                    at=when,
-                    reference=reference,
-                    stage=row.stage,
-                )
-            if row.closed_at is not None:
-                self._deny(
-                    unit,
-                    actor,
-                    "record",
-                    TransitionNotAllowed(reference, "record", row.stage, ()),
-                    at=when,
-                    reference=reference,
-                    stage=row.stage,
-                )
-            stored = _facts_from_json(clock.pathway, row.facts)
-            changed = {k: v for k, v in new_facts.items() if stored.get(k) != v}
+            _decide.check_not_before(row, when)
+            self._check_may(unit, row, actor, "record", clock.pathway, when)
+            stored = _decide.facts_from_json(clock.pathway, row.facts)
+            changed = _decide.changed_facts(stored, new_facts)
             if not changed:
                 return self._held(unit, reference)
             self._check_windows(unit, clock, row, actor, changed, when, "record", None)
             merged = {**stored, **changed}
             clocks = _deadlines.record_clock_facts(
-                unit.cases[reference], clock, _date_facts(changed), when, facts=merged
+                unit.cases[reference], clock, _decide.date_facts(changed), when, facts=merged
             )
-            self._update_case(unit, row, at=when, facts=_facts_to_json(merged))
+            self._update_case(unit, row, at=when, facts=_decide.facts_to_json(merged))
             self._audit(
                 unit,
                 reference=reference,
@@ -983,7 +919,7 @@ class Engine:
                 action="fact_recorded",
                 from_stage=row.stage,
                 to_stage=row.stage,
-                detail={"facts": _facts_to_json(changed), "clocks": clocks},
+                detail={"facts": _decide.facts_to_json(changed), "clocks": clocks},
             )
             case = self._held(unit, reference)
         self._log.info(
@@ -1017,28 +953,13 @@ class Engine:
             conn = unit.conn
             row = self._lock_case(unit, reference)
             when = self._when(given)
-            self._check_not_before(row, when)
+            _decide.check_not_before(row, when)
             clock = self._clock_for(conn, row)
             self._check_may(unit, row, actor, "pause", clock.pathway, when)
-            if row.paused_at is not None:
+            refusal = _decide.pause_refusal(row, reason)
+            if refusal is not None:
                 self._deny(
-                    unit,
-                    actor,
-                    "pause",
-                    CasePaused(reference, "pause"),
-                    at=when,
-                    reference=reference,
-                    stage=row.stage,
-                )
-            if reason is None or not str(reason).strip():
-                self._deny(
-                    unit,
-                    actor,
-                    "pause",
-                    RequirementsNotMet(reference, "pause", ("reason",)),
-                    at=when,
-                    reference=reference,
-                    stage=row.stage,
+                    unit, actor, "pause", refusal, at=when, reference=reference, stage=row.stage
                 )
             paused_on = clock.calendar.local_date(when)
             unit.cases[reference].add(
@@ -1079,7 +1000,7 @@ class Engine:
             conn = unit.conn
             row = self._lock_case(unit, reference)
             when = self._when(given)
-            self._check_not_before(row, when)
+            _decide.check_not_before(row, when)
             clock = self._clock_for(conn, row)
             self._check_may(unit, row, actor, "resume", clock.pathway, when)
             if row.paused_at is None:
@@ -1132,12 +1053,12 @@ class Engine:
         _validate.identifier(reference, "reference", "a case reference")
         _validate.identifier(name, "name", "a deadline name")
         _validate.reason(reason)
-        granted = _granted(by)
+        granted = _decide.granted(by)
         with self._write(connection) as unit:
             conn = unit.conn
             row = self._lock_case(unit, reference)
             when = self._when(given)
-            self._check_not_before(row, when)
+            _decide.check_not_before(row, when)
             clock = self._clock_for(conn, row)
             pathway = clock.pathway
             try:
@@ -1148,29 +1069,19 @@ class Engine:
                     f"pathway {pathway.id} has no deadline named {name!r} (it has: {names})",
                     field="name",
                 ) from None
-            action = f"extend {name}"
-            if rule.extension is None:
+            refusal = _decide.extension_refusal(reference, name, rule, actor)
+            if refusal is not None:
                 self._deny(
                     unit,
                     actor,
                     "extend",
-                    ExtensionNotAllowed(reference, name, "its rule allows no extension"),
+                    refusal,
                     at=when,
                     reference=reference,
                     trigger=name,
                     stage=row.stage,
                 )
-            if not actor.roles & rule.extension.roles:
-                self._deny(
-                    unit,
-                    actor,
-                    "extend",
-                    PermissionDenied(reference, action, actor.id, rule.extension.roles),
-                    at=when,
-                    reference=reference,
-                    trigger=name,
-                    stage=row.stage,
-                )
+            assert rule.extension is not None  # refused above otherwise
             state = unit.cases[reference]
             target = _deadlines.open_deadline_row(state, name)
             if target is None:
@@ -1186,29 +1097,15 @@ class Engine:
                     f"({step})",
                     field="by",
                 )
-            limit = rule.extension.limit
-            if limit is not None and target.extensions >= limit:
+            refusal = _decide.extension_use_refusal(
+                reference, name, rule, target.extensions, reason
+            )
+            if refusal is not None:
                 self._deny(
                     unit,
                     actor,
                     "extend",
-                    ExtensionNotAllowed(
-                        reference,
-                        name,
-                        f"already extended {target.extensions} time(s), the most its rule "
-                        f"allows ({limit} x {step})",
-                    ),
-                    at=when,
-                    reference=reference,
-                    trigger=name,
-                    stage=row.stage,
-                )
-            if reason is None or not str(reason).strip():
-                self._deny(
-                    unit,
-                    actor,
-                    "extend",
-                    RequirementsNotMet(reference, action, ("reason",)),
+                    refusal,
                     at=when,
                     reference=reference,
                     trigger=name,
@@ -1243,7 +1140,7 @@ class Engine:
                     "due_on": new_due.isoformat(),
                     "extension": before.extensions + 1,
                     "by": str(granted or step),
-                    "limit": limit,
+                    "limit": rule.extension.limit,
                 },
             )
             result = _deadlines.to_deadline(clock, target)
@@ -1288,7 +1185,7 @@ class Engine:
         target = self.pathway(pathway, to_version)
         if not _validate.reason(reason) or not reason.strip():
             raise InvalidInput("upgrading cases needs a reason", field="reason")
-        mapping = _stage_map(target, stage_map)
+        mapping = _decide.stage_map(target, stage_map)
         with self._read() as conn:
             running = conn.execute(
                 sa.select(cases.c.reference, cases.c.pathway_version, cases.c.stage, cases.c.facts)
@@ -1299,44 +1196,12 @@ class Engine:
                 )
                 .order_by(cases.c.reference)
             ).all()
-            problems = []
             # The versions running cases are on, each looked up once.
             olds = {
                 version: self._pathway_of(conn, target.id, version)
                 for version in {row.pathway_version for row in running}
             }
-            new_stages = {s.id for s in target.stages}
-            known = new_stages.union(*({s.id for s in old.stages} for old in olds.values()))
-            unknown = sorted(set(mapping) - known)
-            if unknown:
-                raise InvalidInput(
-                    f"stage_map names stages no version of {target.id} in use has: "
-                    f"{', '.join(repr(name[:100]) for name in unknown[:5])}",
-                    field="stage_map",
-                )
-            for row in running:
-                old = olds[row.pathway_version]
-                stage = mapping.get(row.stage, row.stage)
-                if stage not in new_stages:
-                    problems.append(
-                        f"case {row.reference} is in stage {row.stage!r}, which version "
-                        f"{target.version} lacks: map it with stage_map={{{row.stage!r}: ...}}"
-                    )
-                elif target.stage(stage).final:
-                    problems.append(f"case {row.reference}: {stage!r} is a final stage")
-                undeclared = sorted(set(_facts_from_json(old, row.facts)) - set(target.facts))
-                if undeclared:
-                    problems.append(
-                        f"case {row.reference} holds facts version {target.version} does not "
-                        f"declare: {', '.join(undeclared)}"
-                    )
-        if problems:
-            shown = "; ".join(problems[:5])
-            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-            raise InvalidInput(
-                f"cannot upgrade {target.id} to version {target.version}: {shown}{more}",
-                field="stage_map",
-            )
+        _decide.check_upgrade(target, mapping, running, olds)
         allowed = target.roles_for("upgrade")
         if not actor.roles & allowed:
             # Refused before any case is touched; audited on the first case it would have moved.
@@ -1395,19 +1260,19 @@ class Engine:
         conn = unit.conn
         if row.closed_at is not None or row.pathway_version >= target.version:
             return None
-        self._check_not_before(row, when)
+        _decide.check_not_before(row, when)
         self._ensure_registered(unit, target)
         old = self._clock_for(conn, row)
         new = CaseClock(row.reference, row.site, target, self._calendar(target, row.site))
         stage = mapping.get(row.stage, row.stage)
-        facts = _facts_from_json(old.pathway, row.facts)
+        facts = _decide.facts_from_json(old.pathway, row.facts)
         state = unit.cases[row.reference]
         closed_pauses = [
             (p.paused_on, p.resumed_on) for p in state.rows["pauses"] if p.resumed_on is not None
         ]
         stage_started_on = new.calendar.local_date(row.stage_entered_at)
         if stage != row.stage:
-            self._enter_stage(state, stage, when, "upgraded")
+            _decide.enter_stage(state, stage, when, "upgraded")
             stage_started_on = new.calendar.local_date(when)
         changes = _deadlines.rework_open(
             state, new, stage, facts, closed_pauses, stage_started_on, when
@@ -1660,7 +1525,7 @@ class Engine:
             if row.closed_at is not None or row.paused_at is not None:
                 return []
             pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
-            facts = _facts_from_json(pathway, row.facts)
+            facts = _decide.facts_from_json(pathway, row.facts)
         return PathwayMachine.for_pathway(pathway).allowed_triggers(
             row.stage, roles=actor.roles, facts=facts
         )
@@ -2063,54 +1928,13 @@ class Engine:
             unit.cases[reference] = state
         return Row(state.case)
 
-    @staticmethod
-    def _enter_stage(state: CaseState, stage: str, at: dt.datetime, by: str | None) -> None:
-        """Close the open stage interval (if any) and open one for ``stage``."""
-        for interval in state.rows["intervals"]:
-            if interval.left_at is None:
-                state.change("intervals", interval, left_at=at, left_by=by)
-        state.add(
-            "intervals", stage=stage, entered_at=at, left_at=None, entered_by=by, left_by=None
-        )
-
-    @staticmethod
-    def _check_version(row: Any, expected: int | None) -> None:
-        if expected is not None and row.version != expected:
-            raise ConcurrentUpdate(row.reference, expected, row.version)
-
-    @staticmethod
-    def _check_not_before(row: Any, when: dt.datetime) -> None:
-        newest = row.updated_at or row.stage_entered_at
-        if when < newest:
-            raise InvalidInput(
-                f"case {row.reference}: {when.isoformat()} is before its newest change "
-                f"({newest.isoformat()}); history is written in order",
-                field="at",
-            )
-
     def _check_may(
         self, unit: _Unit, row: Any, actor: Actor, action: str, pathway: Pathway, when: dt.datetime
     ) -> None:
-        allowed = pathway.roles_for(action)
-        if not actor.roles & allowed:
+        refusal = _decide.may_act(row, actor, action, pathway.roles_for(action))
+        if refusal is not None:
             self._deny(
-                unit,
-                actor,
-                action,
-                PermissionDenied(row.reference, action, actor.id, allowed),
-                at=when,
-                reference=row.reference,
-                stage=row.stage,
-            )
-        if row.closed_at is not None:
-            self._deny(
-                unit,
-                actor,
-                action,
-                TransitionNotAllowed(row.reference, action, row.stage, ()),
-                at=when,
-                reference=row.reference,
-                stage=row.stage,
+                unit, actor, action, refusal, at=when, reference=row.reference, stage=row.stage
             )
 
     def _check_windows(
@@ -2125,7 +1949,9 @@ class Engine:
         trigger: str | None,
     ) -> None:
         """Refuse (audited) a window's fact dated before the window opens; nothing else written."""
-        early = _deadlines.window_refusal(unit.cases[row.reference], clock, _date_facts(changed))
+        early = _deadlines.window_refusal(
+            unit.cases[row.reference], clock, _decide.date_facts(changed)
+        )
         if early is None:
             return
         window, fact, day, opens_on = early
@@ -2281,7 +2107,7 @@ class Engine:
             closed_at=row.closed_at,
             outcome=row.outcome,
             paused=row.paused_at is not None,
-            facts=_facts_from_json(pathway, row.facts),
+            facts=_decide.facts_from_json(pathway, row.facts),
             paused_at=row.paused_at,
         )
 
@@ -2326,115 +2152,12 @@ def _is_lock_conflict(exc: DBAPIError) -> bool:
     return "database is locked" in text or "deadlock detected" in text
 
 
-def _closure_date(site: str, day: object) -> dt.date:
-    """One of a site's closures: a ``datetime.date`` in range (the argument is typed as dates)."""
-    if isinstance(day, str):
-        raise InvalidInput(
-            f"closures[{site!r}]: {_validate.shown(day)} is not a datetime.date", field="closures"
-        )
-    try:
-        return _validate.date_value(day, f"closures[{site!r}]")
-    except InvalidInput as refused:
-        raise InvalidInput(str(refused), field="closures") from None
-
-
-def _coerce_fact(spec: FactSpec, value: Any) -> Any:
-    if spec.type == "bool":
-        if not isinstance(value, bool):
-            raise InvalidInput(
-                f"fact {spec.name!r} is true or false, not {_validate.shown(value)}",
-                field=spec.name,
-            )
-        return value
-    if spec.type == "date":
-        return _validate.date_value(value, spec.name)
-    if not isinstance(value, str) or value not in spec.values:
-        raise InvalidInput(
-            f"fact {spec.name!r} must be one of {', '.join(spec.values)}; "
-            f"got {_validate.shown(value)}",
-            field=spec.name,
-        )
-    return value
-
-
-def _facts_to_json(facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        name: value.isoformat() if isinstance(value, dt.date) else value
-        for name, value in sorted(facts.items())
-    }
-
-
-def _facts_from_json(pathway: Pathway, stored: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in stored.items():
-        spec = pathway.facts.get(name)
-        if spec is not None and spec.type == "date" and isinstance(value, str):
-            out[name] = dt.date.fromisoformat(value)
-        else:
-            out[name] = value
-    return out
-
-
 class _DryRun(Exception):
     """Raised inside a unit of work to roll a dry run back once its plan is known."""
 
     def __init__(self, upgrade: CaseUpgrade) -> None:
         super().__init__(upgrade.reference)
         self.upgrade = dataclasses.replace(upgrade, applied=False)
-
-
-def _stage_map(target: Pathway, stage_map: Mapping[str, str] | None) -> dict[str, str]:
-    """``upgrade_cases``' stage map, checked: each new stage must be one of ``target``'s."""
-    if stage_map is None:
-        return {}
-    if not isinstance(stage_map, Mapping):
-        raise InvalidInput("stage_map must map old stage ids to new ones", field="stage_map")
-    stages = {stage.id for stage in target.stages}
-    checked: dict[str, str] = {}
-    for old, new in stage_map.items():
-        _validate.identifier(old, "stage_map", "a stage id")
-        _validate.identifier(new, "stage_map", "a stage id")
-        if new not in stages:
-            raise InvalidInput(
-                f"stage_map: {new[:100]!r} is not a stage of {target.id} version "
-                f"{target.version} (its stages: {', '.join(sorted(stages))})",
-                field="stage_map",
-            )
-        checked[old] = new
-    return checked
-
-
-def _granted(by: object) -> Duration | None:
-    """``extend_deadline``'s ``by``: a pathway-style duration or a timedelta of whole days."""
-    if by is None:
-        return None
-    if isinstance(by, dt.timedelta):
-        if by % dt.timedelta(days=1):
-            raise InvalidInput(f"by={by} is not a whole number of days", field="by")
-        granted = Duration(amount=by.days, unit="days")
-    elif isinstance(by, str):
-        try:
-            granted = Duration.parse(by[:40])
-        except ValueError as exc:
-            raise InvalidInput(f"by: {exc}", field="by") from None
-    else:
-        raise InvalidInput(
-            f"by must be a duration such as '4 weeks' or a timedelta, not {type(by).__name__}",
-            field="by",
-        )
-    if granted.amount <= 0:
-        raise InvalidInput(f"by={granted} must be longer than zero", field="by")
-    if granted.amount > _MAX_GRANT:
-        # No step is this long (the loader allows at most 1,000 of any unit), and the calendar
-        # arithmetic of comparing it with the step would overflow.
-        raise InvalidInput(
-            f"by={_validate.shown(str(granted))} is longer than any extension step", field="by"
-        )
-    return granted
-
-
-def _date_facts(facts: Mapping[str, Any]) -> dict[str, dt.date]:
-    return {k: v for k, v in facts.items() if isinstance(v, dt.date)}
 
 
 def _source_text(pathway: Pathway) -> str:
