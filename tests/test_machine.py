@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from transitions import Machine
+from transitions import EventData, Machine, MachineError
 
 import nim_workflow._machine as machine_module
 from nim_workflow._errors import (
@@ -42,7 +43,7 @@ def nim_pathway(*, pathway_id: str | None = None, version: int = 1) -> Pathway:
         roles = frozenset(extra.pop("roles", TEAM_MANAGER))
         return Transition(trigger=trigger, sources=sources, dest=dest, roles=roles, **extra)
 
-    bool_facts = ("consent_recorded", "assessment_report_filed")
+    bool_facts: tuple[str, ...] = ("consent_recorded", "assessment_report_filed")
     bool_facts += ("treatment_review_filed", "final_report_filed")
     facts = {name: FactSpec(name=name, type="bool") for name in bool_facts}
     facts["recommendation"] = FactSpec(
@@ -451,6 +452,243 @@ def test_machine_declares_one_transition_per_trigger_and_source() -> None:
     assert sum(
         len(ts) for e in shared.machine.events.values() for ts in e.transitions.values()
     ) == (len(declared))
+
+
+class _Probe:
+    """A plain model, bound to the shared machine only to see how the machine itself behaves."""
+
+    state: str
+
+
+class _DisagreeingMachine(PathwayMachine):
+    """A machine whose own condition refuses every transition that decide() allows."""
+
+    def _requirements_met(self, event: EventData) -> bool:
+        return False
+
+
+def _with_transition(pathway: Pathway, trigger: str, **changes: Any) -> Pathway:
+    """``pathway`` with the transition(s) of ``trigger`` changed, under a fresh content hash."""
+    transitions = tuple(
+        replace(t, **changes) if t.trigger == trigger else t for t in pathway.transitions
+    )
+    return replace(pathway, transitions=transitions, content_hash=f"test-{next(_ids)}")
+
+
+def _event_data(
+    shared: PathwayMachine, model: object, trigger: str | None, source: str
+) -> EventData:
+    """What the transitions machine passes its conditions when ``trigger`` fires from ``source``."""
+    event = shared.machine.events[trigger] if trigger is not None else None
+    data = EventData(shared.machine.get_state(source), event, shared.machine, model, (), {})
+    if event is not None:
+        data.transition = event.transitions[source][0]
+    return data
+
+
+def test_not_valid_refusal_carries_full_context(machine: PathwayMachine) -> None:
+    """TransitionNotAllowed names the case, the trigger, the stage and the triggers valid there."""
+    decision = _decide(machine, "assessment", "accept_referral", facts={"consent_recorded": True})
+    error = decision.refusal(reference="C-3", actor_id="u4")
+    assert isinstance(error, TransitionNotAllowed)
+    assert error.reference == "C-3"
+    assert error.trigger == "accept_referral"
+    assert error.stage == "assessment"
+    assert error.allowed == ("offer_treatment", "recommend_without_treatment", "withdraw")
+
+
+def test_role_refusal_carries_full_context(machine: PathwayMachine) -> None:
+    """PermissionDenied names the case, the trigger, the actor and every role that may fire it."""
+    facts = {"treatment_review_filed": True}
+    decision = _decide(machine, "treatment", "complete_treatment", COURT_OFFICER, facts)
+    error = decision.refusal(reference="C-3", actor_id="u4")
+    assert isinstance(error, PermissionDenied)
+    assert error.reference == "C-3"
+    assert error.action == "complete_treatment"
+    assert error.actor_id == "u4"
+    assert error.required == ("clinician", "team_manager")
+
+
+def test_requirements_refusal_carries_full_context(machine: PathwayMachine) -> None:
+    """RequirementsNotMet names the case, the trigger and every missing fact, reason last."""
+    decision = _decide(machine, "recommendation", "submit_recommendation")
+    error = decision.refusal(reference="C-3", actor_id="u4")
+    assert isinstance(error, RequirementsNotMet)
+    assert error.reference == "C-3"
+    assert error.action == "submit_recommendation"
+    assert error.missing == ("final_report_filed", "recommendation")
+
+
+def test_decision_echoes_stage_and_trigger(machine: PathwayMachine) -> None:
+    """Every decision names the stage and trigger asked about; a refusal is allowed=False."""
+    not_valid = _decide(machine, "assessment", "accept_referral")
+    assert not_valid.stage == "assessment"
+    assert not_valid.trigger == "accept_referral"
+    assert not_valid.allowed is False
+    refused = _decide(machine, "referral", "accept_referral")
+    assert refused.stage == "referral"
+    assert refused.trigger == "accept_referral"
+    assert refused.allowed is False
+    allowed = _decide(machine, "referral", "accept_referral", facts={"consent_recorded": True})
+    assert allowed.stage == "referral"
+    assert allowed.trigger == "accept_referral"
+    assert allowed.allowed is True
+
+
+def test_allowed_triggers_skips_only_what_the_actor_cannot_fire(machine: PathwayMachine) -> None:
+    """A trigger the actor may not fire does not hide the ones listed after it."""
+    # At court, record_decision (court officer only) comes before withdraw.
+    decided = {"decision": "adoption"}
+    assert machine.allowed_triggers("court", roles=TEAM_MANAGER, facts=decided) == ["withdraw"]
+    # In assessment, two triggers with a missing report come before withdraw.
+    assert machine.allowed_triggers("assessment", roles=TEAM_MANAGER, facts={}) == ["withdraw"]
+
+
+def test_shared_machine_mirrors_the_pathway() -> None:
+    """The transitions machine has the pathway's stages, initial stage and triggers, no more."""
+    pathway = nim_pathway()
+    shared = PathwayMachine.for_pathway(pathway).machine
+    assert list(shared.states) == [stage.id for stage in pathway.stages]
+    assert shared.initial == pathway.initial_stage == "referral"
+    # No auto transitions: no to_<stage> trigger lets a case jump anywhere.
+    assert set(shared.events) == set(pathway.triggers())
+    assert shared.models == []
+
+
+def test_shared_machine_raises_on_invalid_trigger() -> None:
+    """A trigger fired on a bound model from a stage that does not offer it raises MachineError."""
+    shared = PathwayMachine.for_pathway(nim_pathway()).machine
+    probe: Any = _Probe()
+    shared.add_model(probe, initial="court")
+    try:
+        assert not hasattr(probe, "to_closed")
+        with pytest.raises(MachineError, match="accept_referral"):
+            probe.trigger("accept_referral")
+        assert probe.state == "court"
+    finally:
+        shared.remove_model(probe)
+    assert shared.models == []
+
+
+def test_same_version_different_content_names_the_version_field() -> None:
+    """The refusal of changed content under a built version points at the version to bump."""
+    pathway = nim_pathway()
+    PathwayMachine.for_pathway(pathway)
+    with pytest.raises(InvalidInput) as raised:
+        PathwayMachine.for_pathway(replace(pathway, title="Changed"))
+    assert raised.value.field == "version"
+    assert str(raised.value) == (
+        f"pathway {pathway.id!r} version 1 is already in use with different content; "
+        "give the changed definition a new version"
+    )
+
+
+def test_fire_permission_denied_names_the_actor(machine: PathwayMachine) -> None:
+    """A fire refused for want of a role raises PermissionDenied naming the actor and trigger."""
+    with pytest.raises(PermissionDenied) as raised:
+        machine.fire(
+            "referral",
+            "accept_referral",
+            roles=CLINICIAN,
+            facts={"consent_recorded": True},
+            reference="C-7",
+            actor_id="u9",
+        )
+    assert raised.value.actor_id == "u9"
+    assert raised.value.action == "accept_referral"
+    assert raised.value.required == ("team_manager",)
+    assert "u9" in str(raised.value)
+
+
+def test_fire_raises_when_machine_condition_disagrees() -> None:
+    """If the machine's own condition refuses what decide() allowed, fire raises and unbinds."""
+    shared = _DisagreeingMachine(nim_pathway())
+    facts = {"consent_recorded": True}
+    assert shared.decide("referral", "accept_referral", roles=TEAM_MANAGER, facts=facts).allowed
+    with pytest.raises(RequirementsNotMet) as raised:
+        shared.fire(
+            "referral",
+            "accept_referral",
+            roles=TEAM_MANAGER,
+            facts=facts,
+            reference="C-8",
+            actor_id="u1",
+        )
+    assert raised.value.reference == "C-8"
+    assert raised.value.action == "accept_referral"
+    assert raised.value.missing == ("accept_referral",)
+    assert shared.machine.models == []
+
+
+def test_machine_condition_accepts_only_a_bound_case(machine: PathwayMachine) -> None:
+    """The machine's condition passes a bound case meeting requirements, and nothing else."""
+    facts = {"consent_recorded": True}
+    bound = machine_module._BoundCase(facts, None)
+    unmet = machine_module._BoundCase({}, None)
+    assert machine._requirements_met(_event_data(machine, bound, "accept_referral", "referral"))
+    assert not machine._requirements_met(_event_data(machine, unmet, "accept_referral", "referral"))
+    # A foreign model is refused even when it carries facts that would meet the requirements.
+    foreign = SimpleNamespace(facts=facts, reason=None)
+    data = _event_data(machine, foreign, "accept_referral", "referral")
+    assert machine._requirements_met(data) is False
+    # An event with no transition, or no event at all, is refused rather than crashing.
+    no_transition = _event_data(machine, bound, "accept_referral", "referral")
+    no_transition.transition = None
+    assert machine._requirements_met(no_transition) is False
+    no_event = _event_data(machine, bound, None, "referral")
+    no_event.transition = machine.machine.events["accept_referral"].transitions["referral"][0]
+    assert machine._requirements_met(no_event) is False
+
+
+def test_outcome_fact_is_required_even_if_not_listed() -> None:
+    """A transition's outcome fact is required, named as missing, until it is recorded."""
+    pathway = _with_transition(nim_pathway(), "record_decision", requires=())
+    shared = PathwayMachine.for_pathway(pathway)
+    unmet = shared.decide("court", "record_decision", roles=COURT_OFFICER, facts={})
+    assert unmet.problem == "requirements"
+    assert unmet.missing == ("decision",)
+    assert shared.allowed_triggers("court", roles=COURT_OFFICER, facts={}) == []
+    with pytest.raises(RequirementsNotMet) as raised:
+        shared.fire(
+            "court",
+            "record_decision",
+            roles=COURT_OFFICER,
+            facts={},
+            reference="C-5",
+            actor_id="u2",
+        )
+    assert raised.value.missing == ("decision",)
+    decided = {"decision": "kinship_care"}
+    met = shared.decide("court", "record_decision", roles=COURT_OFFICER, facts=decided)
+    assert met.allowed
+    assert met.outcome == "kinship_care"
+    assert shared.allowed_triggers("court", roles=COURT_OFFICER, facts=decided) == [
+        "record_decision"
+    ]
+    assert (
+        shared.fire(
+            "court",
+            "record_decision",
+            roles=COURT_OFFICER,
+            facts=decided,
+            reference="C-5",
+            actor_id="u2",
+        )
+        == "closed"
+    )
+    assert shared.machine.models == []
+
+
+@pytest.mark.parametrize("facts", [{}, {"decision": None}])
+def test_unrecorded_outcome_fact_is_missing_once_and_no_outcome(
+    machine: PathwayMachine, facts: dict[str, object]
+) -> None:
+    """An outcome fact also listed in requires is missing once, and the outcome is None."""
+    decision = _decide(machine, "court", "record_decision", COURT_OFFICER, facts)
+    assert decision.problem == "requirements"
+    assert decision.missing == ("decision",)
+    assert decision.dest == "closed"
+    assert decision.outcome is None
 
 
 _FACT_VALUES: dict[str, st.SearchStrategy[object]] = {
