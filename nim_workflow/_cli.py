@@ -563,7 +563,13 @@ def _optional_part(what: str) -> Iterator[None]:
     default=DEMO_URL,
     show_default=True,
     metavar="URL",
-    help="Where the demo runs; it starts afresh, so it never uses the main database.",
+    help=(
+        "The demo's own database, never the main one. Nothing at a sqlite:/// path: the demo "
+        "creates a file there and marks it as its own; a file it marked before is replaced "
+        "afresh. Anything else there (a case database, any other file, a directory) is refused "
+        "and left untouched. A PostgreSQL database is used only if it holds no tables (the "
+        "demo then marks it) or was marked by the demo and holds no cases."
+    ),
 )
 @click.option(
     "--html",
@@ -573,10 +579,11 @@ def _optional_part(what: str) -> Iterator[None]:
     help="Where to write the coordinator's HTML report.",
 )
 def demo(url: str, html: str) -> None:
-    """Run a simulated two-site cohort through months of pathway and show the results.
+    """Run a simulated three-site cohort through months of pathway and show the results.
 
-    The clock is simulated; the database is rebuilt from scratch each time. Prints the
-    coordinator's summary and writes the HTML report.
+    The clock is simulated; the demo's database is rebuilt from scratch each time, and only a
+    database the demo created is ever replaced (see --db). Prints the coordinator's summary
+    and writes the HTML report.
     """
     with _optional_part("the demo"):
         from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, run_demo
@@ -595,6 +602,12 @@ def demo(url: str, html: str) -> None:
             result = run_demo(url, html=html, progress=progress)
         except OSError as exc:
             _fail(f"the demo could not write its files: {exc}", EXIT_BAD_INPUT)
+        except sa.exc.SQLAlchemyError as exc:
+            # Named here: the group's handler would name the main --db, not the demo's.
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown error"]
+            _fail(
+                f"the demo cannot use the database at {_describe(url)}: {text[0]}", EXIT_BAD_INPUT
+            )
     _echo(format_summary(result.summary))
     who = f"--actor {result.operator}" if result.operator == FALLBACK_OPERATOR else "you"
     _echo(

@@ -13,6 +13,14 @@ recorded are the ones the pathways declare. Everyone who acts is put on the staf
 with the roles and site they act in; the person running the demo (the operating-system user) is
 its administrator and a coordinator at every site, so the command line works on the demo's
 database as them straight away.
+
+The demo never destroys data it did not create. It marks every database it creates as its own
+(:func:`_claim`): a SQLite file with ``PRAGMA application_id`` = :data:`DEMO_APPLICATION_ID`,
+written into the new file before anything else; any other database (PostgreSQL) by creating the
+table :data:`DEMO_MARK_TABLE` in it, which it does only when the database holds no tables at
+all. A later run replaces a SQLite file only when it carries that mark, and refuses everything
+else at the path (a real case database, any other file, a directory) without writing or deleting
+a byte.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import datetime as dt
 import getpass
 import os
 import random
+import sqlite3
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +52,18 @@ __all__ = ["DEMO_END", "DEMO_START", "DemoCounts", "DemoResult", "run_demo"]
 
 DEFAULT_URL = "sqlite:///nim-workflow-demo.db"
 DEFAULT_HTML = "nim-workflow-report.html"
+#: The demo's mark on a SQLite database it created: the file header's ``application_id`` (the
+#: 32-bit number SQLite keeps at offset 68 to say what a file is for), "NWdm" in ASCII. The demo
+#: sets it as the first write to a file it has just created, and replaces a file only if it is a
+#: SQLite database carrying it.
+DEMO_APPLICATION_ID = 0x4E57646D
+#: The demo's mark on any other database: a table it creates in a database holding no tables at
+#: all, before its schema. Outside the library's ``nimwf_`` names, which the migrations own.
+DEMO_MARK_TABLE = "nim_workflow_demo"
+#: The first sixteen bytes of every SQLite 3 database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: The files SQLite keeps beside a database file, which go with it.
+_COMPANIONS = ("-wal", "-shm", "-journal")
 #: Who administers the demo's roster when the operating-system user cannot be told.
 FALLBACK_OPERATOR = "demo-admin"
 #: The operator's roles: the roster's administrator, and a coordinator (pause, resume, upgrade).
@@ -570,13 +592,133 @@ def _database(url: str) -> sa.Engine:
     return database
 
 
-def _remove_sqlite_file(url: str) -> None:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+def _refusal(where: str, why: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where} is not a database the demo created ({why}); the demo never overwrites other "
+        "files: choose another --db or remove it yourself",
+        field="url",
+    )
+
+
+def _not_the_demos(path: Path) -> str | None:
+    """Why the file at ``path`` is not a database the demo created, or ``None`` if it is.
+
+    Only reads: it looks at the file's type and first bytes, never opens it as a database (which
+    could write a WAL index or roll back a journal).
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "it is a symbolic link to nothing"
+    except OSError as exc:
+        return f"it cannot be examined: {exc.strerror or exc}"
+    if stat.S_ISDIR(info.st_mode):
+        return "it is a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_size == 0:
+        return "it is an empty file"
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    if len(header) < 100 or not header.startswith(_SQLITE_HEADER):
+        return "it is not a SQLite database"
+    if int.from_bytes(header[68:72], "big") != DEMO_APPLICATION_ID:
+        return "it is a SQLite database without the demo's mark"
+    return None
+
+
+def _create_marked_sqlite(path: Path) -> None:
+    """Create a new SQLite file at ``path`` with the demo's mark; never opens an existing one."""
+    # O_EXCL: if anything appeared at the path since it was looked at, this fails untouched.
+    descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    os.close(descriptor)
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+            connection.commit()
+    except BaseException:
+        path.unlink(missing_ok=True)  # the file this call created, and nothing else
+        raise
+
+
+def _claim(url: str, *, fresh: bool) -> None:
+    """Make sure the database at ``url`` is the demo's to use, creating it marked if need be.
+
+    SQLite: nothing at the path, a new marked file is created; the demo's own marked file is
+    replaced afresh (with its ``-wal``/``-shm``/``-journal`` companions) when ``fresh``, and kept
+    otherwise. Any other backend: a database holding no tables is marked with
+    :data:`DEMO_MARK_TABLE`; one already marked is used as it is (``fresh`` deletes nothing
+    there). Anything else raises :class:`InvalidInput` before a byte is written or deleted.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(f"{url!r} is not a database URL: {exc}", field="url") from exc
+    if parsed.get_backend_name() != "sqlite":
+        _claim_server(parsed)
         return
+    if parsed.database in (None, "", ":memory:"):
+        return  # a new in-memory database each time: nothing to mark or to replace
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        raise InvalidInput(
+            "the demo needs a plain file path (sqlite:///path/to/demo.db), not a SQLite URI",
+            field="url",
+        )
     path = Path(parsed.database)
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        candidate.unlink(missing_ok=True)
+    companions = [Path(f"{path}{suffix}") for suffix in _COMPANIONS]
+    if not os.path.lexists(path):
+        left = [c for c in companions if os.path.lexists(c)]
+        if left:
+            raise InvalidInput(
+                f"{path} does not exist but {left[0]} does, which the demo did not create; "
+                "the demo never overwrites other files: choose another --db or remove it "
+                "yourself",
+                field="url",
+            )
+        _create_marked_sqlite(path)
+        return
+    why = _not_the_demos(path)
+    if why is not None:
+        raise _refusal(str(path), why)
+    if fresh:
+        # The demo's own database: its companions first, so a stop half-way leaves a marked file.
+        for candidate in (*companions, path):
+            candidate.unlink(missing_ok=True)
+        _create_marked_sqlite(path)
+
+
+def _claim_server(parsed: sa.URL) -> None:
+    """Mark an empty server database as the demo's, or check it already is; refuse otherwise."""
+    where = parsed.render_as_string(hide_password=True)
+    try:
+        database = sa.create_engine(parsed)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise InvalidInput(f"cannot use database URL {where}: {exc}", field="url") from exc
+    try:
+        with database.begin() as conn:
+            tables = sa.inspect(conn).get_table_names()
+            if DEMO_MARK_TABLE in tables:
+                return
+            if tables:
+                raise InvalidInput(
+                    f"{where} is not a database the demo created (it holds {len(tables)} "
+                    f"table{'s' if len(tables) != 1 else ''} and no {DEMO_MARK_TABLE} table); "
+                    "the demo runs only on an empty database or one it created: choose another "
+                    "--db",
+                    field="url",
+                )
+            mark = sa.Table(
+                DEMO_MARK_TABLE,
+                sa.MetaData(),
+                sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            )
+            mark.create(conn)
+            conn.execute(mark.insert().values(created_at=dt.datetime.now(dt.UTC)))
+    finally:
+        database.dispose()
 
 
 def _run_step(engine: Engine, step: _Step) -> None:
@@ -616,13 +758,16 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo cohort on ``url`` and write the HTML report to ``html`` (unless ``None``).
 
-    ``fresh`` deletes an existing SQLite file at ``url`` first; the database must hold no cases.
+    The demo runs only on a database it created (see :func:`_claim`): nothing at ``url`` yet, it
+    creates one and marks it as its own. ``fresh`` replaces a SQLite file the demo created
+    earlier; without it, or on another backend, the database must hold no cases. A file or
+    database the demo did not create (a real case database, a text file, a directory, an empty
+    file, a server database holding other tables) raises :class:`InvalidInput`, untouched.
     ``progress(done_days, total_days)`` is called as the simulated days pass. The same ``seed``
     gives the same cohort, the same events and the same report. ``pathways`` (default: the
     bundled ones) lets the cohort run on other versions, e.g. to rehearse an upgrade.
     """
-    if fresh:
-        _remove_sqlite_file(url)
+    _claim(url, fresh=fresh)
     start = dt.datetime.combine(DEMO_START, _PROCESS_AT, tzinfo=dt.UTC)
     clock = _SimulatedClock(start)
     database = _database(url)
@@ -632,7 +777,7 @@ def run_demo(
         if engine.cases(open_only=False):
             raise NimWorkflowError(
                 "the demo needs an empty database; this one already holds cases "
-                "(use fresh=True for a SQLite file, or another database)"
+                "(fresh=True replaces a SQLite file the demo created; or use another database)"
             )
         operator = _operator()
         _add_roster(engine, operator, start)

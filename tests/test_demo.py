@@ -5,19 +5,29 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 import nim_workflow as nw
 from nim_workflow._cli import main
-from nim_workflow._demo import DEMO_END, FALLBACK_OPERATOR, DemoResult, run_demo
+from nim_workflow._demo import (
+    DEMO_APPLICATION_ID,
+    DEMO_END,
+    DEMO_MARK_TABLE,
+    FALLBACK_OPERATOR,
+    DemoResult,
+    _claim,
+    run_demo,
+)
 from nim_workflow._report import format_summary
 
 SITES = {
@@ -78,10 +88,13 @@ def test_demo_reports_progress_day_by_day(run: Run) -> None:
     assert run.progress == [(day, total) for day in range(1, total + 1)]
 
 
-def test_demo_is_reproducible(run: Run, tmp_path: Path) -> None:
-    """The same seed gives the same cohort: the same counts and the same summary."""
-    again = run_demo(f"sqlite:///{tmp_path / 'again.db'}", html=None)
+def test_demo_is_reproducible_over_its_own_earlier_database(run: Run, tmp_path: Path) -> None:
+    """Rerun over a previous demo's database, the same seed gives the same cohort afresh."""
+    earlier = tmp_path / "again.db"
+    _copy_database(run.url, earlier)
+    again = run_demo(f"sqlite:///{earlier}", html=None)
     assert again.html is None
+    assert _application_id(earlier) == DEMO_APPLICATION_ID
     assert again.counts == run.result.counts
     assert format_summary(again.summary) == format_summary(run.result.summary)
 
@@ -262,13 +275,7 @@ def test_demo_staff_act_only_in_their_roster_roles_and_sites(run: Run, engine: n
 def test_cli_acts_as_the_person_who_ran_the_demo(run: Run, tmp_path: Path) -> None:
     """After the demo, `case pause` and `case resume` work as copied, with no --actor."""
     copy = tmp_path / "copy.db"
-    with (
-        sqlite3.connect(run.url.removeprefix("sqlite:///")) as source,
-        sqlite3.connect(copy) as target,
-    ):
-        source.backup(target)
-    source.close()
-    target.close()
+    _copy_database(run.url, copy)
     url = f"sqlite:///{copy}"
     with nw.Engine(url) as reader:
         reference = next(c.reference for c in reader.cases(site="london") if not c.paused)
@@ -291,6 +298,249 @@ def test_demo_refuses_an_existing_database(run: Run) -> None:
     """Without fresh=True the demo will not run over a database that holds cases."""
     with pytest.raises(nw.NimWorkflowError, match="empty database"):
         run_demo(run.url, html=None, fresh=False)
+
+
+# -- the demo never destroys what it did not create ----------------------------------------------
+
+SW = nw.Actor("sw-1", roles={"social_worker"})
+REFUSED = "is not a database the demo created"
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _copy_database(url: str, target: Path) -> None:
+    """A consistent copy of the SQLite database at ``url`` (its header and mark included)."""
+    with (
+        sqlite3.connect(url.removeprefix("sqlite:///")) as source,
+        sqlite3.connect(target) as copy,
+    ):
+        source.backup(copy)
+    source.close()
+    copy.close()
+
+
+def _application_id(path: Path) -> int:
+    """The ``application_id`` in a SQLite file's header, read without opening it as a database."""
+    header = path.read_bytes()[:100]
+    assert header.startswith(b"SQLite format 3\x00")
+    return int.from_bytes(header[68:72], "big")
+
+
+def _case_database(path: Path) -> None:
+    """A real case database, as a host would have it: migrated, one case open."""
+    with nw.Engine(f"sqlite:///{path}") as engine:
+        engine.migrate()
+        engine.open_case(
+            "LDN-2026-0001",
+            pathway="nim-uk-england",
+            site="london",
+            actor=SW,
+            facts={"entered_care_on": dt.date(2026, 1, 5)},
+        )
+
+
+def _sqlite_file(path: Path, *pragmas: str) -> None:
+    with sqlite3.connect(path) as connection:
+        for pragma in pragmas:
+            connection.execute(pragma)
+    connection.close()
+
+
+#: Things at the demo's path that are not its database, each made by a function of the path.
+NOT_THE_DEMOS: dict[str, tuple[Callable[[Path], object], str]] = {
+    "a case database": (_case_database, "a SQLite database without the demo's mark"),
+    "a text file": (lambda path: path.write_text("notes\n", encoding="utf-8"), "not a SQLite"),
+    "a directory": (lambda path: path.mkdir(), "a directory"),
+    "an empty file": (lambda path: path.touch(), "an empty file"),
+    "an unmarked empty SQLite database": (
+        lambda path: _sqlite_file(path, "PRAGMA user_version = 1"),
+        "a SQLite database without the demo's mark",
+    ),
+    "another application's SQLite database": (
+        lambda path: _sqlite_file(path, "PRAGMA application_id = 1196444487"),  # GeoPackage
+        "a SQLite database without the demo's mark",
+    ),
+}
+
+
+def _snapshot(path: Path) -> tuple[object, ...]:
+    """What must not change at ``path``: its kind, bytes (or listing) and modification time."""
+    info = path.stat()
+    content: object = sorted(os.listdir(path)) if path.is_dir() else path.read_bytes()
+    return (info.st_mode, info.st_size, info.st_mtime_ns, content)
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "not-fresh"])
+@pytest.mark.parametrize("kind", list(NOT_THE_DEMOS))
+def test_demo_refuses_what_it_did_not_create_and_leaves_it_untouched(
+    tmp_path: Path, kind: str, fresh: bool
+) -> None:
+    """A case database, a text file, a directory, an empty file: refused, nothing written."""
+    make, why = NOT_THE_DEMOS[kind]
+    target = tmp_path / "target.db"
+    make(target)
+    before = _snapshot(target)
+    listing = sorted(os.listdir(tmp_path))
+    with pytest.raises(nw.InvalidInput) as refused:
+        run_demo(f"sqlite:///{target}", html=tmp_path / "report.html", fresh=fresh)
+    message = str(refused.value)
+    assert message.startswith(f"{target} {REFUSED} (it is {why}")
+    assert "never overwrites other files" in message
+    assert refused.value.field == "url"
+    assert _snapshot(target) == before
+    assert sorted(os.listdir(tmp_path)) == listing  # no -wal, -shm or report appeared
+
+
+def test_demo_refusing_a_case_database_keeps_its_case(tmp_path: Path) -> None:
+    """The case in a real case database is still there, and still open, after the refusal."""
+    target = tmp_path / "nim-workflow.db"
+    _case_database(target)
+    with pytest.raises(nw.InvalidInput, match=REFUSED):
+        run_demo(f"sqlite:///{target}", html=None)
+    with nw.Engine(f"sqlite:///{target}") as engine:
+        assert [c.reference for c in engine.cases()] == ["LDN-2026-0001"]
+
+
+def test_demo_refuses_a_link_to_nothing_and_leftover_companions(tmp_path: Path) -> None:
+    """A dangling symbolic link, or a -wal with no database beside it, is not the demo's."""
+    link = tmp_path / "link.db"
+    link.symlink_to(tmp_path / "nowhere.db")
+    with pytest.raises(nw.InvalidInput, match="symbolic link to nothing"):
+        run_demo(f"sqlite:///{link}", html=None)
+    assert link.is_symlink()
+    assert not (tmp_path / "nowhere.db").exists()
+    gone = tmp_path / "gone.db"
+    wal = Path(f"{gone}-wal")
+    wal.write_bytes(b"someone's log")
+    with pytest.raises(nw.InvalidInput, match=f"{gone} does not exist but {wal} does"):
+        run_demo(f"sqlite:///{gone}", html=None)
+    assert wal.read_bytes() == b"someone's log"
+    assert not gone.exists()
+
+
+def test_demo_marks_the_database_it_creates(run: Run) -> None:
+    """The demo's database carries its application_id, and the schema did not clear it."""
+    assert _application_id(Path(run.url.removeprefix("sqlite:///"))) == DEMO_APPLICATION_ID
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "not-fresh"])
+def test_claim_creates_a_marked_database_where_nothing_is(tmp_path: Path, fresh: bool) -> None:
+    """Nothing at the path: a new SQLite file, marked before anything else is in it."""
+    target = tmp_path / "new.db"
+    _claim(f"sqlite:///{target}", fresh=fresh)
+    assert _application_id(target) == DEMO_APPLICATION_ID
+    with sqlite3.connect(target) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+    connection.close()
+    assert sorted(os.listdir(tmp_path)) == ["new.db"]
+
+
+def test_claim_replaces_its_own_database_afresh_or_keeps_it(tmp_path: Path) -> None:
+    """The demo's own database is kept without fresh, and replaced with its companions with it."""
+    target = tmp_path / "demo.db"
+    url = f"sqlite:///{target}"
+    _claim(url, fresh=True)
+    engine = nw.Engine(url)
+    engine.migrate()
+    engine.open_case(
+        "LDN-2026-0001",
+        pathway="nim-uk-england",
+        site="london",
+        actor=SW,
+        facts={"entered_care_on": dt.date(2026, 1, 5)},
+    )
+    # Still open, as a worker on the demo's database would be: its -wal and -shm are there.
+    assert {p.name for p in tmp_path.iterdir()} >= {"demo.db-wal", "demo.db-shm"}
+    _claim(url, fresh=False)
+    assert [c.reference for c in engine.cases()] == ["LDN-2026-0001"]
+    engine.close()
+    Path(f"{target}-journal").write_bytes(b"")  # an old rollback journal of the demo's too
+    _claim(url, fresh=True)
+    assert _application_id(target) == DEMO_APPLICATION_ID
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.db"]
+    with sqlite3.connect(target) as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
+    connection.close()
+
+
+def test_claim_refuses_a_uri_and_a_malformed_url(tmp_path: Path) -> None:
+    """A SQLite URI filename or a URL that is no URL is refused before anything is made."""
+    with pytest.raises(nw.InvalidInput, match="plain file path"):
+        _claim(f"sqlite:///file:{tmp_path / 'x.db'}?uri=true", fresh=True)
+    with pytest.raises(nw.InvalidInput, match="not a database URL"):
+        _claim("not a url", fresh=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_claim_leaves_an_in_memory_database_alone() -> None:
+    """An in-memory database is new every time: nothing to mark, nothing to refuse."""
+    _claim("sqlite://", fresh=True)
+    _claim("sqlite:///:memory:", fresh=False)
+
+
+def test_claim_on_postgres_marks_only_an_empty_database(
+    new_pg_database: Callable[[], str],
+) -> None:
+    """PostgreSQL: an empty database is marked and then accepted again; one with tables is not."""
+    empty = new_pg_database()
+    _claim(empty, fresh=True)
+    _claim(empty, fresh=True)
+    bind = sa.create_engine(empty)
+    try:
+        assert sa.inspect(bind).get_table_names() == [DEMO_MARK_TABLE]
+    finally:
+        bind.dispose()
+
+    used = new_pg_database()
+    with nw.Engine(used) as engine:
+        engine.migrate()
+        engine.open_case(
+            "LDN-2026-0001",
+            pathway="nim-uk-england",
+            site="london",
+            actor=SW,
+            facts={"entered_care_on": dt.date(2026, 1, 5)},
+        )
+    with pytest.raises(nw.InvalidInput, match=r"is not a database the demo created \(it holds"):
+        run_demo(used, html=None)
+    bind = sa.create_engine(used)
+    try:
+        assert DEMO_MARK_TABLE not in sa.inspect(bind).get_table_names()
+    finally:
+        bind.dispose()
+    with nw.Engine(used) as engine:
+        assert [c.reference for c in engine.cases()] == ["LDN-2026-0001"]
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["a case database", "a text file", "a directory"])
+def test_cli_demo_refuses_what_it_did_not_create(tmp_path: Path, kind: str) -> None:
+    """`demo --db` at something not the demo's: one error line, exit 2, the thing untouched."""
+    make, why = NOT_THE_DEMOS[kind]
+    target = tmp_path / "nim-workflow.db"
+    make(target)
+    before = _snapshot(target)
+    html = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["demo", "--db", f"sqlite:///{target}", "--html", str(html)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"error: {target} {REFUSED} (it is {why}")
+    assert result.stderr.endswith("choose another --db or remove it yourself\n")
+    assert result.stderr.count("\n") == 1
+    assert _snapshot(target) == before
+    assert not html.exists()
+    assert not any(Path(f"{target}{suffix}").exists() for suffix in COMPANIONS)
+
+
+def test_cli_demo_help_says_what_it_replaces_and_refuses() -> None:
+    """`demo --help` says the demo replaces only its own database and refuses anything else."""
+    result = CliRunner().invoke(main, ["demo", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "never the main one" in text
+    assert "a file it marked before is replaced afresh" in text
+    assert "(a case database, any other file, a directory) is refused and left untouched" in text
 
 
 def _site_of(reference: str) -> str:
