@@ -60,15 +60,57 @@ def soak_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get(SOAK_VARIABLE, "") not in ("", "0")
 
 
+#: Under ``make mutate``, the test files that judge each module's mutants, in the order they
+#: run: the module's own tests, the ones that drive it without a database first, so a mutant
+#: they kill costs a second rather than the engine suite (docs/testing.md).
+MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
+    "nim_workflow._calendar": (
+        "test_calendar.py",
+        "test_closures.py",
+        "test_calendar_properties_engine.py",
+    ),
+    "nim_workflow._merkle": ("test_merkle.py",),
+    "nim_workflow._machine": ("test_machine.py",),
+    "nim_workflow._deadlines": ("test_decide.py", "test_deadlines.py", "test_legal_clocks.py"),
+    "nim_workflow._decide": (
+        "test_decide_commands.py",
+        "test_engine.py",
+        "test_hardening.py",
+        "test_upgrade.py",
+        "test_pathway_versions.py",
+        "test_closures.py",
+    ),
+    "nim_workflow._audit": ("test_audit.py", "test_checkpoint.py"),
+    "nim_workflow._verify": ("test_audit.py", "test_checkpoint.py"),
+}
+
+
+def mutation_judges(mutant: str) -> tuple[str, ...] | None:
+    """The test files that judge ``mutant`` (mutmut's name for it), or ``None`` for all."""
+    module = mutant.split(".x_")[0].split(".x\N{LATIN LETTER LATERAL CLICK}")[0]
+    return MUTATION_JUDGES.get(module)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses a PostgreSQL fixture, so ``-m 'not postgres'`` leaves it out.
 
     Tests marked ``soak`` (minutes each) are deselected unless ``make soak`` asked for them;
-    their short versions run in every suite.
+    their short versions run in every suite. While mutmut runs a mutant (it names it in
+    ``MUTANT_UNDER_TEST``), only the tests of that module's judges run, fastest file first.
     """
     for item in items:
         if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(POSTGRES_MARK)
+    judges = mutation_judges(os.environ.get("MUTANT_UNDER_TEST", ""))
+    if judges is not None:
+        rank = {name: position for position, name in enumerate(judges)}
+        others = [item for item in items if item.path.name not in rank]
+        if others:
+            config.hook.pytest_deselected(items=others)
+        items[:] = sorted(
+            (item for item in items if item.path.name in rank),
+            key=lambda item: rank[item.path.name],
+        )
     if soak_enabled(os.environ):
         return
     long_runs = [item for item in items if item.get_closest_marker("soak") is not None]
