@@ -12,8 +12,11 @@ Nothing here touches logging configuration or any other process-wide state.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -162,8 +165,35 @@ def fresh_pg_url(new_pg_database: Callable[[], str]) -> str:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    """The URL of a SQLite file database in the test's own temporary directory."""
-    return f"sqlite:///{tmp_path / 'nimwf.db'}"
+    """The URL of a SQLite file database in the test's own temporary directory.
+
+    Under ``make mutate`` (mutmut sets ``MUTANT_UNDER_TEST`` for its clean run, its coverage
+    run and every mutant) the file starts as a copy of a database already at the newest schema,
+    so each of thousands of runs does not replay every migration; ``Engine.migrate()`` then
+    finds nothing to upgrade and registers its pathways as usual. The migrations themselves
+    are judged by their own tests, in every normal run.
+    """
+    path = tmp_path / "nimwf.db"
+    if "MUTANT_UNDER_TEST" in os.environ:
+        shutil.copyfile(_schema_template(), path)
+    return f"sqlite:///{path}"
+
+
+@functools.cache
+def _schema_template() -> Path:
+    """A SQLite file at the newest schema, made once per machine and schema revision."""
+    from nim_workflow._store import _migrate
+
+    head = _migrate.head_revision()
+    template = Path(tempfile.gettempdir()) / f"nimwf-schema-{head}.sqlite"
+    if not template.exists():
+        building = template.with_name(f"{template.name}.{os.getpid()}")
+        engine = sa.create_engine(f"sqlite:///{building}", poolclass=NullPool)
+        with engine.begin() as connection:
+            _migrate.upgrade(connection)
+        engine.dispose()
+        os.replace(building, template)  # whole or not at all, whoever else is building it
+    return template
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
