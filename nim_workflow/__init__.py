@@ -34,10 +34,12 @@ from nim_workflow._errors import (
     RequirementsNotMet,
     StaffNotFound,
     TransitionNotAllowed,
+    UnknownSite,
 )
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
 from nim_workflow._pathway._model import Pathway
+from nim_workflow._sites import bundled_sites, load_site
 from nim_workflow._values import (
     Actor,
     AuditEvent,
@@ -48,6 +50,7 @@ from nim_workflow._values import (
     DeadlineChange,
     Event,
     Explanation,
+    Site,
     StaffMember,
     StageInterval,
 )
@@ -83,12 +86,16 @@ __all__ = [
     "PermissionDenied",
     "Problem",
     "RequirementsNotMet",
+    "Site",
     "StaffMember",
     "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
+    "UnknownSite",
     "__version__",
     "bundled_pathways",
+    "bundled_sites",
     "load_pathway",
     "load_pathway_text",
+    "load_site",
 ]

@@ -474,6 +474,15 @@ def _works_at(member: nw.StaffMember, site: str, what: str) -> None:
     )
 
 
+def _declared_site(engine: nw.Engine, site: str) -> nw.Site:
+    """The declared site ``site``; exit 2 naming the nearest declared one otherwise."""
+    declared = engine.sites()
+    found = declared.get(site)
+    if found is None:
+        raise nw.UnknownSite(site, declared)
+    return found
+
+
 def _joined(names: Iterable[str]) -> str:
     return ", ".join(sorted(names)) or "-"
 
@@ -757,6 +766,8 @@ def case_open(
     engine = _runtime(ctx).engine()
     member = _member(engine, actor_id)
     definition = engine.pathway(pathway_id)
+    # A typo is bad input (exit 2, the nearest site suggested), not a site the member lacks.
+    _declared_site(engine, site)
     _works_at(member, site, "cases")
     opened = engine.open_case(
         reference,
@@ -1385,6 +1396,59 @@ def staff_list(ctx: click.Context, include_removed: bool, as_json: bool) -> None
         for m in members
     ]
     _echo(_table(("id", "roles", "sites", "since", "removed"), rows))
+
+
+# -- sites ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def site() -> None:
+    """The declared sites: where cases are opened, the pathways each runs, its calendar.
+
+    Sites are declared data (`pathways/sites/`); a --site that names no declared site is refused
+    (exit 2) with the nearest declared name suggested.
+    """
+
+
+@site.command("list", epilog=_examples("nim-workflow site list", "nim-workflow site list --json"))
+@_json_option
+@click.pass_context
+def site_list(ctx: click.Context, as_json: bool) -> None:
+    """List the declared sites: id, pathways run, calendar, time zone, closure days, title."""
+    engine = _runtime(ctx).engine()
+    declared = engine.sites()
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "pathways": sorted(s.pathways),
+                    "calendar": s.calendar,
+                    "timezone": s.timezone,
+                    "closure_days": len(s.closures),
+                    "source": s.source,
+                    "closure_source": s.closure_source,
+                }
+                for s in declared.values()
+            ]
+        )
+        return
+    if not declared:
+        _echo("no sites declared")
+        return
+    rows = [
+        (
+            s.id,
+            ",".join(sorted(s.pathways)),
+            s.calendar,
+            s.timezone,
+            len(s.closures),
+            s.title,
+        )
+        for s in declared.values()
+    ]
+    _echo(_table(("id", "pathways", "calendar", "time zone", "closure days", "title"), rows))
 
 
 # -- listings -------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ from nim_workflow import _audit, _checkpoint, _deadlines, _decide, _validate, _v
 from nim_workflow._cache import CALENDARS_KEPT, BoundedCache
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._checkpoint import Checkpoint
-from nim_workflow._closures import bundled_closures
 from nim_workflow._deadlines import CaseClock
 from nim_workflow._errors import (
     ActionRefused,
@@ -50,11 +49,13 @@ from nim_workflow._errors import (
     OutsideWindow,
     PermissionDenied,
     StaffNotFound,
+    UnknownSite,
 )
 from nim_workflow._machine import PathwayMachine
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
 from nim_workflow._pathway._model import Pathway
+from nim_workflow._sites import bundled_sites, sites_given
 from nim_workflow._store import _case_state, _migrate, _reads
 from nim_workflow._store._case_state import CaseState, Row
 from nim_workflow._store._schema import (
@@ -67,6 +68,7 @@ from nim_workflow._store._schema import (
 )
 from nim_workflow._values import (
     EVENT_KINDS,
+    SITE_CLOSURE,
     Actor,
     AuditEvent,
     AuditReport,
@@ -76,6 +78,7 @@ from nim_workflow._values import (
     DeadlineChange,
     Event,
     EventKind,
+    Site,
     StaffMember,
     StageInterval,
 )
@@ -204,6 +207,13 @@ class _Unit:
                 self.events[index] = dataclasses.replace(self.events[index], seq=assigned[entry_id])
 
 
+def _declared_closures(site: Site) -> dict[dt.date, str]:
+    """A declared site's closures, by date; dates given in code checked as closures= dates are."""
+    if site.closure_source is not None:
+        return dict(site.closures)
+    return {_decide.closure_date(site.id, day): name for day, name in site.closures.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class _Subscription:
     callback: Subscriber
@@ -216,8 +226,11 @@ class Engine:
     ``url`` is any SQLAlchemy URL (SQLite and PostgreSQL are supported) or a SQLAlchemy ``Engine``
     whose life stays the caller's. ``clock`` returns the current aware datetime (default: the
     system clock in UTC). ``pathways`` are Pathway objects or file paths (default: the bundled
-    pathways). ``closures`` maps a site to extra non-working dates for its calendar, added to the
-    site's bundled closures (``pathways/closures/``). ``signing_key`` (an Ed25519 private key or
+    pathways). ``sites`` are the declared sites, ``nw.Site`` objects or site file paths (default:
+    the bundled sites, ``pathways/sites/``); a case is opened only at a declared site, on a
+    pathway it runs, and an unknown site anywhere is refused with :class:`UnknownSite`.
+    ``closures`` maps a declared site to extra non-working dates for its calendar, added to the
+    site's own closures. ``signing_key`` (an Ed25519 private key or
     the path of its PEM file) signs the audit log's checkpoints; it never enters the database.
     """
 
@@ -230,6 +243,7 @@ class Engine:
         *,
         logger: Any = None,
         signing_key: Ed25519PrivateKey | str | os.PathLike[str] | None = None,
+        sites: Iterable[Site | str | os.PathLike[str]] | None = None,
     ) -> None:
         if isinstance(url, sa.Engine):
             self._sa = url
@@ -252,20 +266,29 @@ class Engine:
         self._latest: dict[str, Pathway] = {}
         for item in bundled_pathways().values() if pathways is None else pathways:
             self._register_in_memory(item if isinstance(item, Pathway) else load_pathway(item))
-        # Each site starts from its bundled closures (pathways/closures/), by name; the caller's
-        # dates add to them, never replace them, and read as the calendar's default label.
+        # Sites are declared data: the bundled ones unless the host declares its own.
+        self._sites: dict[str, Site] = bundled_sites() if sites is None else sites_given(sites)
+        self._check_site_calendars()
+        # Each site starts from its declared closures, by name; the caller's dates add to them,
+        # never replace them, and read as the calendar's default label. Dates given in code are
+        # checked as closures= dates are; a closure file's rules were checked on loading (they
+        # expand to 2100, a year beyond the dates the engine keeps, harmlessly).
         self._closures: dict[str, dict[dt.date, str]] = {
-            site: bundled.names for site, bundled in bundled_closures().items()
+            site.id: _declared_closures(site) for site in self._sites.values()
         }
         if closures is not None and not isinstance(closures, Mapping):
             raise InvalidInput("closures must map a site to its closure dates", field="closures")
-        for site, days in (closures or {}).items():
-            _validate.identifier(site, "closures", "a site")
+        for site_id, days in (closures or {}).items():
+            _validate.identifier(site_id, "closures", "a site")
+            if site_id not in self._sites:
+                raise UnknownSite(site_id, self._sites, field="closures")
             if isinstance(days, str | bytes) or not isinstance(days, Iterable):
-                raise InvalidInput(f"closures[{site!r}] must be a list of dates", field="closures")
-            named = self._closures.setdefault(site, {})
+                raise InvalidInput(
+                    f"closures[{site_id!r}] must be a list of dates", field="closures"
+                )
+            named = self._closures[site_id]
             for day in days:
-                named.setdefault(_decide.closure_date(site, day), "site closure")
+                named.setdefault(_decide.closure_date(site_id, day), SITE_CLOSURE)
         # Bounded: sites are the host's names, so one calendar per site ever seen would grow
         # without end in a long-lived process.
         self._calendars: BoundedCache[tuple[str, int, str], WorkingCalendar] = BoundedCache(
@@ -293,6 +316,40 @@ class Engine:
     def pathways(self) -> Mapping[str, Pathway]:
         """The newest registered version of each pathway, by id."""
         return dict(self._latest)
+
+    def sites(self) -> dict[str, Site]:
+        """The declared sites, by id, each with every closure date this engine gives it."""
+        return {
+            site_id: dataclasses.replace(site, closures=self._closures[site_id])
+            for site_id, site in sorted(self._sites.items())
+        }
+
+    def _site(self, site: object, field: str = "site") -> Site:
+        """The declared site ``site``; :class:`UnknownSite` (nearest name suggested) if none."""
+        name = _validate.lookup(site, field, "a site")
+        found = self._sites.get(name)
+        if found is None:
+            raise UnknownSite(name, self._sites, field=field)
+        return found
+
+    def _optional_site(self, site: object) -> str | None:
+        """A site filter: ``None`` (every site) or a declared site's id."""
+        return None if site is None else self._site(site).id
+
+    def _check_site_calendars(self) -> None:
+        """Refuse a site whose calendar or time zone differs from a registered pathway it runs."""
+        for site in self._sites.values():
+            for pathway_id in sorted(site.pathways):
+                pathway = self._latest.get(pathway_id)
+                if pathway is None:
+                    continue
+                if (pathway.calendar, pathway.timezone) != (site.calendar, site.timezone):
+                    raise InvalidInput(
+                        f"site {site.id!r} keeps calendar {site.calendar} in {site.timezone}, "
+                        f"but the pathway it runs, {pathway_id}, keeps {pathway.calendar} in "
+                        f"{pathway.timezone}",
+                        field="sites",
+                    )
 
     def now(self) -> dt.datetime:
         """The engine's clock: the current instant in UTC (injected clocks included)."""
@@ -621,9 +678,9 @@ class Engine:
         return cal
 
     def calendar(self, site: str, pathway: str) -> WorkingCalendar:
-        """The working-day calendar a site uses on a pathway, closures included."""
+        """The working-day calendar a declared site uses on a pathway, closures included."""
         _validate.identifier(site, "site")
-        return self._calendar(self.pathway(pathway), site)
+        return self._calendar(self.pathway(pathway), self._site(site).id)
 
     def _clock_for(self, conn: Connection, row: Any) -> CaseClock:
         pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
@@ -688,7 +745,14 @@ class Engine:
         given = self._given(at)
         _validate.identifier(reference, "reference", "a case reference")
         _validate.identifier(site, "site")
+        declared = self._site(site)
         definition = self.pathway(pathway)
+        if definition.id not in declared.pathways:
+            raise InvalidInput(
+                f"site {site!r} does not run pathway {definition.id!r}; it runs "
+                f"{', '.join(sorted(declared.pathways))}",
+                field="pathway",
+            )
         new_facts = _decide.coerce_facts(definition, facts)
         with self._write(connection) as unit:
             conn = unit.conn
@@ -1508,7 +1572,7 @@ class Engine:
         self, site: str | None = None, stage: str | None = None, open_only: bool = True
     ) -> list[Case]:
         """Cases, oldest opened first, filtered by site and stage; open ones only by default."""
-        _validate.optional_lookup(site, "site")
+        site = self._optional_site(site)
         _validate.optional_lookup(stage, "stage")
         if not isinstance(open_only, bool):
             raise InvalidInput("open_only must be True or False", field="open_only")
@@ -1567,13 +1631,13 @@ class Engine:
     def due(self, before: dt.datetime, site: str | None = None) -> list[Deadline]:
         """Open deadlines due before the instant ``before``, soonest first."""
         limit = _validate.instant(before, "before")
-        _validate.optional_lookup(site, "site")
+        site = self._optional_site(site)
         return self._open_deadlines(limit, site, inclusive=False)
 
     def overdue(self, at: dt.datetime | None = None, site: str | None = None) -> list[Deadline]:
         """Open deadlines whose due date has ended by ``at`` (default: now), oldest first."""
         now = self._at(at)
-        _validate.optional_lookup(site, "site")
+        site = self._optional_site(site)
         return self._open_deadlines(now, site, inclusive=True)
 
     def _open_deadlines(
@@ -1618,7 +1682,7 @@ class Engine:
         ``at`` (as ``history(at=at)``); ``open_deadlines`` are each site's open deadlines due
         before ``until``, in ``due`` order.
         """
-        _validate.optional_lookup(site, "site")
+        site = self._optional_site(site)
         now = self._at(at)
         limit = _validate.instant(until, "until")
         with self._snapshot() as conn:
@@ -1638,7 +1702,7 @@ class Engine:
         The filters are ``cases``'; the result is by reference. With ``latest``, only each
         case's newest stay is read.
         """
-        _validate.optional_lookup(site, "site")
+        site = self._optional_site(site)
         _validate.optional_lookup(stage, "stage")
         now = self._at(at)
         with self._read() as conn:
@@ -1761,7 +1825,8 @@ class Engine:
     ) -> StaffMember:
         """Put a person on the staff roster (or change their roles and sites), audited.
 
-        ``sites`` names the sites they work at (``"*"``: every site). Only an ``administrator``
+        ``sites`` names the declared sites they work at (``"*"``: every site; an undeclared one
+        is refused with :class:`UnknownSite`). Only an ``administrator``
         may change the roster; while it has no active administrator, the first member added
         must be one (how a new database gets its first administrator).
         """
@@ -1773,6 +1838,8 @@ class Engine:
         if not granted:
             raise InvalidInput("a staff member needs at least one role", field="roles")
         places = _staff_sites(sites)
+        for place in sorted(places - {"*"}):
+            self._site(place, "sites")
         _validate.reason(reason)
         with self._write(connection) as unit:
             conn = unit.conn

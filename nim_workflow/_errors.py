@@ -6,6 +6,7 @@ caller may catch either (``except nw.CaseNotFound`` or ``except LookupError``)::
     NimWorkflowError (Exception)
     ├── PathwayError (ValueError)            a pathway definition is invalid; lists every problem
     ├── InvalidInput (ValueError)            a bad argument: naive datetime, undeclared fact, ...
+    │   └── UnknownSite                      no declared site has that id; suggests the nearest
     ├── CaseNotFound (LookupError)           no case has that reference
     ├── CaseExists (ValueError)              a case with that reference is already open
     ├── StaffNotFound (LookupError)          nobody on the staff roster has that id
@@ -24,6 +25,7 @@ build their own messages without parsing ours.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -75,6 +77,36 @@ class InvalidInput(NimWorkflowError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(message)
+
+
+class UnknownSite(InvalidInput):
+    """No declared site has this id; the nearest declared one is suggested.
+
+    ``known`` lists the declared sites; ``suggestion`` is the nearest of them (compared
+    case-insensitively), or ``None`` when none is near.
+
+    ``field`` is the argument that named it: ``"site"`` unless given (``"closures"``, ...).
+    """
+
+    def __init__(self, site: str, known: Iterable[str], *, field: str = "site") -> None:
+        self.site = site
+        self.known: tuple[str, ...] = tuple(sorted(known))
+        self.suggestion: str | None = nearest_site(site, self.known)
+        hint = f"; did you mean {self.suggestion!r}?" if self.suggestion is not None else ""
+        declared = ", ".join(self.known) if self.known else "none"
+        prefix = "" if field == "site" else f"{field}: "
+        super().__init__(
+            f"{prefix}unknown site {site!r}{hint} (declared sites: {declared})", field=field
+        )
+
+
+def nearest_site(site: str, known: Iterable[str]) -> str | None:
+    """The declared site nearest to ``site`` (case-insensitive, ``difflib``), or ``None``."""
+    by_folded: dict[str, str] = {}
+    for name in sorted(known):
+        by_folded.setdefault(name.casefold(), name)
+    found = difflib.get_close_matches(site.casefold(), list(by_folded), n=1)
+    return by_folded[found[0]] if found else None
 
 
 class CaseNotFound(NimWorkflowError, LookupError):

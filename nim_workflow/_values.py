@@ -11,8 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nim_workflow import _validate
+from nim_workflow._errors import InvalidInput
+from nim_workflow._pathway._model import CALENDARS
 
 EventKind = Literal[
     "opened",
@@ -305,3 +308,109 @@ class StaffMember:
     def actor(self) -> Actor:
         """The ``Actor`` the engine checks against the pathway's roles."""
         return Actor(self.id, roles=self.roles)
+
+
+#: The label a closure date given without a name carries (``explain()`` shows it).
+SITE_CLOSURE = "site closure"
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Site:
+    """A declared site: where cases are opened, which pathways it runs, and its calendar.
+
+    ``id`` is the name cases are opened at (``"london"``). ``pathways`` are the ids of the
+    pathways the site runs (a case on any other is refused there). ``calendar`` and ``timezone``
+    are those of its pathways (the engine checks they agree). ``closures`` are the site's own
+    non-working dates, each with its name, in date order (given as ``{date: name}``, or as dates
+    alone, named "site closure"). ``source`` is the file the site was declared in (``None`` for
+    one built in code), and ``closure_source`` the closure file its dates came from, if any.
+
+    Built in code, it is checked as the engine's door checks arguments (``InvalidInput``)::
+
+        nw.Site(id="croydon", title="Croydon", timezone="Europe/London",
+                calendar="england-and-wales", pathways={"nim-uk-england"},
+                closures=[dt.date(2026, 3, 6)])
+    """
+
+    id: str
+    title: str
+    timezone: str
+    calendar: str
+    pathways: frozenset[str]
+    closures: Mapping[dt.date, str]
+    source: str | None
+    closure_source: str | None
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        title: str,
+        timezone: str,
+        calendar: str,
+        pathways: Iterable[str],
+        closures: Mapping[dt.date, str] | Iterable[dt.date] = (),
+        source: str | None = None,
+        closure_source: str | None = None,
+    ) -> None:
+        """Check every field as the engine's door does; ``InvalidInput`` naming the field."""
+        _validate.identifier(id, "site")
+        if not isinstance(title, str) or not title.strip():
+            raise InvalidInput(f"site {id!r}: title must be non-empty text", field="title")
+        if calendar not in CALENDARS:
+            raise InvalidInput(
+                f"site {id!r}: unknown calendar {_validate.shown(calendar)}; expected "
+                f"one of {', '.join(CALENDARS)}",
+                field="calendar",
+            )
+        _check_timezone(id, timezone)
+        if isinstance(pathways, str | bytes) or not isinstance(pathways, Iterable):
+            raise InvalidInput(
+                f"site {id!r}: pathways must be a list of pathway ids", field="pathways"
+            )
+        ids = frozenset(_validate.identifier(p, "pathways", "a pathway id") for p in pathways)
+        if not ids:
+            raise InvalidInput(f"site {id!r} runs no pathway", field="pathways")
+        for name, value in (("source", source), ("closure_source", closure_source)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"site {id!r}: {name} must be text or None", field=name)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "title", title)
+        object.__setattr__(self, "timezone", timezone)
+        object.__setattr__(self, "calendar", calendar)
+        object.__setattr__(self, "pathways", ids)
+        object.__setattr__(self, "closures", _site_closures(id, closures))
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "closure_source", closure_source)
+
+
+def _check_timezone(site: str, timezone: object) -> None:
+    try:
+        if not isinstance(timezone, str) or not timezone:
+            raise ValueError(timezone)
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"site {site!r}: unknown time zone {_validate.shown(timezone)}", field="timezone"
+        ) from None
+
+
+def _site_closures(site: str, given: object) -> Mapping[dt.date, str]:
+    """``given`` (dates, or ``{date: name}``) as a read-only mapping in date order."""
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise InvalidInput(f"closures[{site!r}] must be a list of dates", field="closures")
+    pairs = given.items() if isinstance(given, Mapping) else ((day, SITE_CLOSURE) for day in given)
+    named: dict[dt.date, str] = {}
+    for day, name in pairs:
+        if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+            raise InvalidInput(
+                f"closures[{site!r}]: {_validate.shown(day)} is not a datetime.date",
+                field="closures",
+            )
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput(
+                f"closures[{site!r}][{day.isoformat()}]: the name must be non-empty text",
+                field="closures",
+            )
+        named[day] = name
+    return MappingProxyType(dict(sorted(named.items())))

@@ -44,7 +44,11 @@ import nim_workflow as nw
 from nim_workflow._store._schema import audit_events
 
 PATHWAYS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
-SITE = {"nim-uk-england": "london", "nim-uk-scotland": "glasgow", "nim-us-louisiana": "new-orleans"}
+SITE = {
+    "nim-uk-england": "london",
+    "nim-uk-scotland": "glasgow",
+    "nim-us-louisiana": "jefferson-parish",
+}
 ROLES = ("social_worker", "clinician", "team_manager", "court_officer", "coordinator")
 #: Where the clock of an empty database starts: a Monday morning, away from bank holidays.
 T0 = dt.datetime(2027, 1, 4, 9, 0, tzinfo=dt.UTC)

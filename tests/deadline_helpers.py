@@ -27,8 +27,30 @@ SCOTLAND = "nim-uk-scotland"
 LOUISIANA = "nim-us-louisiana"
 PATHWAYS = (ENGLAND, SCOTLAND, LOUISIANA)
 
-#: The site each pathway's cases are opened at unless a test names another.
+#: The site each pathway's cases are opened at unless a test names another. Louisiana's is
+#: ``new-orleans``, a test site without the Jefferson Parish court closures, so the dates worked
+#: by hand count the state's holidays only (``jefferson-parish`` is named where they matter).
 SITE = {ENGLAND: "london", SCOTLAND: "glasgow", LOUISIANA: "new-orleans"}
+
+#: The sites the engines built here declare: the bundled ones, and two with no closures of their
+#: own, one for Louisiana (``new-orleans``) and one more for England (``croydon``).
+TEST_SITES = (
+    *nw.bundled_sites().values(),
+    nw.Site(
+        id="new-orleans",
+        title="New Orleans (a test site without local closures)",
+        timezone="America/Chicago",
+        calendar="louisiana",
+        pathways={LOUISIANA},
+    ),
+    nw.Site(
+        id="croydon",
+        title="Croydon (a test site without local closures)",
+        timezone="Europe/London",
+        calendar="england-and-wales",
+        pathways={ENGLAND},
+    ),
+)
 
 LONDON_TZ = ZoneInfo("Europe/London")
 CHICAGO_TZ = ZoneInfo("America/Chicago")
@@ -98,8 +120,10 @@ def migrated_engine(
     clock: FakeClock | None = None,
     closures: Mapping[str, Any] | None = None,
 ) -> Iterator[nw.Engine]:
-    """A migrated engine over ``url`` that is closed afterwards."""
-    engine = nw.Engine(url, clock=clock or FakeClock(utc(2026, 1, 1)), closures=closures)
+    """A migrated engine over ``url``, declaring ``TEST_SITES``, that is closed afterwards."""
+    engine = nw.Engine(
+        url, clock=clock or FakeClock(utc(2026, 1, 1)), closures=closures, sites=TEST_SITES
+    )
     try:
         engine.migrate()
         yield engine

@@ -22,7 +22,11 @@ import nim_workflow as nw
 # -- the contract, as PATHWAYS.md states it -------------------------------------------------------
 
 PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
-SITES = {"nim-uk-england": "london", "nim-uk-scotland": "glasgow", "nim-us-louisiana": "jefferson"}
+SITES = {
+    "nim-uk-england": "london",
+    "nim-uk-scotland": "glasgow",
+    "nim-us-louisiana": "jefferson-parish",
+}
 STAGES = ("referral", "assessment", "treatment", "recommendation", "court", "closed")
 OPEN_STAGES = STAGES[:-1]
 ROLES = ("social_worker", "clinician", "team_manager", "court_officer", "coordinator")

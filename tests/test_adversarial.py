@@ -619,8 +619,15 @@ class AdversarialMachine(RuleBasedStateMachine):
             reference=reference,
             args=[
                 Arg(reference, "reference" if is_bad_identifier(reference) else None),
-                Arg(site, "site" if is_bad_identifier(site) else None),
-                Arg(pathway, "pathway" if definition is None else None),
+                # Only the declared sites are good: "atlantis" or "London" must be refused.
+                Arg(site, "site" if is_bad_identifier(site) or site not in SITES else None),
+                # A pathway is refused at a site that does not run it, as when it is unknown.
+                Arg(
+                    pathway,
+                    "pathway"
+                    if definition is None or (site in SITES and pathway != by_site[site])
+                    else None,
+                ),
                 actor_id,
                 roles,
                 at,

@@ -79,11 +79,15 @@ def run(db: str) -> Run:
     return invoke
 
 
+#: The pathway each bundled site runs, which ``_open`` opens its cases on.
+SITE_PATHWAY = {"london": "nim-uk-england", "glasgow": "nim-uk-scotland"}
+
+
 def _open(
     run: Run, reference: str = "LDN-1", *, site: str = "london", at: str = "2026-01-05"
 ) -> Result:
     return run(
-        "case", "open", reference, "--pathway", "nim-uk-england", "--site", site,
+        "case", "open", reference, "--pathway", SITE_PATHWAY[site], "--site", site,
         "--fact", "consent_recorded=true", "--at", at, *SW,
     )  # fmt: skip
 
@@ -118,7 +122,7 @@ def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     for command in ("demo", "db", "pathway", "case", "cases", "due", "overdue", "report",
-                    "audit", "staff", "worker"):  # fmt: skip
+                    "audit", "staff", "site", "worker"):  # fmt: skip
         assert f"  {command} " in result.stdout
 
 
@@ -130,7 +134,8 @@ def test_help_lists_every_command() -> None:
         ("due",),
         ("overdue",), ("report",), ("audit", "verify"), ("audit", "checkpoint"),
         ("audit", "keygen"), ("staff", "add"), ("staff", "remove"), ("staff", "list"),
-        ("worker",), ("pathway", "show"), ("pathway", "validate"), ("db", "upgrade"), ("demo",),
+        ("site", "list"), ("worker",), ("pathway", "show"), ("pathway", "validate"),
+        ("db", "upgrade"), ("demo",),
     ],
 )  # fmt: skip
 def test_every_command_help_has_an_example(args: tuple[str, ...]) -> None:
@@ -166,7 +171,8 @@ def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None
     "args",
     [("cases",), ("due",), ("overdue",), ("audit", "verify"), ("case", "show", "X"),
      ("worker", "--once"), ("case", "open", "X", "--pathway", "nim-uk-england", "--site", "a",
-      "--actor", "a"), ("staff", "list"), ("staff", "add", "a", "--role", "r", "--site", "*")],
+      "--actor", "a"), ("staff", "list"), ("staff", "add", "a", "--role", "r", "--site", "*"),
+     ("site", "list")],
 )  # fmt: skip
 def test_missing_database_is_not_created(tmp_path: Path, args: tuple[str, ...]) -> None:
     """A command on a SQLite file that does not exist says to run `db upgrade`, exit 2."""
@@ -928,7 +934,7 @@ def test_cases_table_shows_stage_and_days_in_it(run: Run) -> None:
     ]  # fmt: skip
     # Oldest opened first; both opened on the 5th, so by reference.
     assert lines[1].split()[:6] == [
-        "GLA-1", "glasgow", "nim-uk-england", "referral", "2026-01-05", "7",
+        "GLA-1", "glasgow", "nim-uk-scotland", "referral", "2026-01-05", "7",
     ]  # fmt: skip
     assert lines[2].split() == [
         "LDN-1", "london", "nim-uk-england", "assessment", "2026-01-08", "4", "2", "open",
@@ -1012,6 +1018,98 @@ def test_overdue_lists_past_deadlines(run: Run) -> None:
     assert {d["reference"] for d in data} == {"LDN-1", "GLA-1"}
     assert set(data[0]) == DEADLINE_KEYS | {"days_overdue"}
     assert run("overdue", "--at", "2026-01-10").stdout == "nothing overdue\n"
+
+
+# -- sites ----------------------------------------------------------------------------------------
+
+UNKNOWN_LONDON = (
+    "error: unknown site 'London'; did you mean 'london'? "
+    "(declared sites: glasgow, jefferson-parish, london)\n"
+)
+
+
+def test_site_list_prints_the_declared_sites(run: Run) -> None:
+    """`site list` prints each declared site: id, pathways, calendar, zone, closures, title."""
+    lines = run("site", "list").stdout.splitlines()
+    assert lines[0].split() == [
+        "id", "pathways", "calendar", "time", "zone", "closure", "days", "title",
+    ]  # fmt: skip
+    assert [line.split()[:4] for line in lines[1:]] == [
+        ["glasgow", "nim-uk-scotland", "scotland", "Europe/London"],
+        ["jefferson-parish", "nim-us-louisiana", "louisiana", "America/Chicago"],
+        ["london", "nim-uk-england", "england-and-wales", "Europe/London"],
+    ]
+    assert lines[3].split()[4:] == ["0", "London", "Infant", "and", "Family", "Team"]
+
+
+def test_site_list_json_gives_identifiers(run: Run) -> None:
+    """`site list --json` (or `--json site list`) gives each site's id, pathways and zone."""
+    for args in (("site", "list", "--json"), ("--json", "site", "list")):
+        data = json.loads(run(*args).stdout)
+        assert [site["id"] for site in data] == ["glasgow", "jefferson-parish", "london"]
+        assert data[2] == {
+            "id": "london",
+            "title": "London Infant and Family Team",
+            "pathways": ["nim-uk-england"],
+            "calendar": "england-and-wales",
+            "timezone": "Europe/London",
+            "closure_days": 0,
+            "source": nw.bundled_sites()["london"].source,
+            "closure_source": None,
+        }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cases", "--site", "London"),
+        ("due", "--site", "London"),
+        ("overdue", "--site", "London"),
+        ("case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "London", *SW),
+        ("staff", "add", "sw-9", "--role", "social_worker", "--site", "London",
+         "--actor", "admin-1"),
+    ],
+    ids=["cases", "due", "overdue", "case-open", "staff-add"],
+)  # fmt: skip
+def test_an_unknown_site_option_is_bad_input_with_a_suggestion(
+    run: Run, args: tuple[str, ...]
+) -> None:
+    """Every --site refuses a typo: exit 2, one line naming the nearest declared site."""
+    result = run(*args, code=2)
+    assert result.stdout == ""
+    # staff add names the argument it read the site from: "error: sites: unknown site ...".
+    prefix = "error: sites: " if args[0] == "staff" else "error: "
+    assert result.stderr == prefix + UNKNOWN_LONDON.removeprefix("error: ")
+
+
+def test_report_refuses_an_unknown_site_and_writes_nothing(run: Run, tmp_path: Path) -> None:
+    """`report --site nowhere` exits 2 naming the declared sites and writes no file."""
+    target = tmp_path / "report.html"
+    result = run("report", "--html", str(target), "--site", "nowhere", code=2)
+    assert result.stderr == (
+        "error: unknown site 'nowhere' (declared sites: glasgow, jefferson-parish, london)\n"
+    )
+    assert not target.exists()
+
+
+def test_case_open_at_an_unknown_site_opens_nothing(run: Run, db: str) -> None:
+    """A typo in `case open --site` is caught before the roster check, and no case is made."""
+    result = run(
+        "case", "open", "X-1", "--pathway", "nim-uk-england", "--site", "narnia", *SW, code=2
+    )  # fmt: skip
+    assert result.stderr.startswith("error: unknown site 'narnia' (declared sites: ")
+    with nw.Engine(db) as engine:
+        assert engine.cases(open_only=False) == []
+
+
+def test_case_open_on_a_pathway_the_site_does_not_run_is_bad_input(run: Run) -> None:
+    """Opening a Scottish case at London exits 2 naming the pathways London runs."""
+    result = run(
+        "case", "open", "X-1", "--pathway", "nim-uk-scotland", "--site", "london", *SW, code=2
+    )  # fmt: skip
+    assert result.stderr == (
+        "error: site 'london' does not run pathway 'nim-uk-scotland'; it runs nim-uk-england\n"
+    )
 
 
 # -- worker ---------------------------------------------------------------------------------------

@@ -217,10 +217,16 @@ def test_the_callers_closure_on_a_bundled_date_keeps_its_name() -> None:
 
 
 def test_a_site_without_a_file_has_only_the_callers_closures() -> None:
-    """A site with no bundled file gets exactly the closures the caller gives."""
-    with nw.Engine("sqlite://", closures={"croydon": [date(2026, 12, 24)]}) as engine:
-        site = engine.calendar("croydon", "nim-uk-england")
+    """A declared site with no closure file (London) gets exactly the closures the caller gives."""
+    with nw.Engine("sqlite://", closures={"london": [date(2026, 12, 24)]}) as engine:
+        site = engine.calendar("london", "nim-uk-england")
     assert site.closures == frozenset({date(2026, 12, 24)})
+
+
+def test_closures_for_a_site_nobody_declared_are_refused() -> None:
+    """closures= for an undeclared site is refused naming it, never a calendar for a typo."""
+    with pytest.raises(nw.UnknownSite, match="closures: unknown site 'croydon'"):
+        nw.Engine("sqlite://", closures={"croydon": [date(2026, 12, 24)]})
 
 
 def test_two_engines_keep_their_own_closures() -> None:

@@ -988,13 +988,14 @@ def test_cases_filters_by_site_stage_and_open_only(engine: nw.Engine, clock: Clo
     assert refs(open_only=False) == ["L-1", "L-2", "G-1", "J-1"]
     assert refs(site="london") == ["L-1", "L-2"]
     assert refs(site="glasgow") == ["G-1"]
-    assert refs(site="jefferson") == []
-    assert refs(site="jefferson", open_only=False) == ["J-1"]
+    assert refs(site="jefferson-parish") == []
+    assert refs(site="jefferson-parish", open_only=False) == ["J-1"]
     assert refs(stage="assessment") == ["L-2", "G-1"]
     assert refs(site="london", stage="assessment") == ["L-2"]
     assert refs(stage="closed") == []
     assert refs(stage="closed", open_only=False) == ["J-1"]
-    assert refs(site="nowhere") == []
+    with pytest.raises(nw.UnknownSite, match="did you mean 'jefferson-parish'"):
+        refs(site="jefferson")
     assert all(isinstance(c, nw.Case) for c in engine.cases(open_only=False))
 
 

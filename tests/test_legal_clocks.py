@@ -956,8 +956,13 @@ def test_closing_the_case_stops_every_clock(
 
 @pytest.fixture
 def window_engine(db_url: str) -> Iterator[nw.Engine]:
-    """A migrated engine whose only pathway is tests/pathways/valid/window.yaml."""
-    built = nw.Engine(db_url, clock=FakeClock(utc(2025, 12, 1)), pathways=[WINDOW_PATHWAY])
+    """A migrated engine whose only pathway is tests/pathways/valid/window.yaml, at one site."""
+    built = nw.Engine(
+        db_url,
+        clock=FakeClock(utc(2025, 12, 1)),
+        pathways=[WINDOW_PATHWAY],
+        sites=[WINDOW_SITE],
+    )
     try:
         built.migrate()
         yield built
@@ -967,6 +972,14 @@ def window_engine(db_url: str) -> Iterator[nw.Engine]:
 
 WORKER = nw.Actor("w-1", roles={"worker"})
 MANAGER = nw.Actor("m-1", roles={"manager"})
+#: The site that runs the window pathway: a host's own pathway needs a site declared to run it.
+WINDOW_SITE = nw.Site(
+    id="research-office",
+    title="Research office",
+    timezone="Europe/London",
+    calendar="england-and-wales",
+    pathways={"test-window"},
+)
 
 
 def _window_case(engine: nw.Engine, reference: str) -> None:
@@ -974,7 +987,7 @@ def _window_case(engine: nw.Engine, reference: str) -> None:
     engine.open_case(
         reference,
         pathway="test-window",
-        site="london",
+        site="research-office",
         actor=WORKER,
         at=london(2026, 1, 5, 10),
         facts={"entered_care_on": dt.date(2026, 1, 5)},

@@ -248,7 +248,8 @@ def test_due_and_overdue_list_open_deadlines_by_instant_and_site(engine: nw.Engi
     assert refs(engine.overdue(at=utc(2027, 1, 20, 6), site="new-orleans")) == [
         ("NOLA-1", date(2027, 1, 19))
     ]
-    assert refs(engine.overdue(at=utc(2027, 1, 8), site="nowhere")) == []
+    with pytest.raises(nw.UnknownSite, match="unknown site 'nowhere'"):
+        engine.overdue(at=utc(2027, 1, 8), site="nowhere")
 
     # A deadline settled on time leaves both lists.
     enter(engine, "CRO-1", "assessment", utc(2027, 1, 6, 10))

@@ -40,14 +40,18 @@ PINNED_ALL = [
     "PermissionDenied",
     "Problem",
     "RequirementsNotMet",
+    "Site",
     "StaffMember",
     "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
+    "UnknownSite",
     "__version__",
     "bundled_pathways",
+    "bundled_sites",
     "load_pathway",
     "load_pathway_text",
+    "load_site",
 ]
 
 #: Every name API.md's Python section uses on the module.
@@ -73,6 +77,8 @@ API_NAMES = [
     "ConcurrentUpdate",
     "CasePaused",
     "InvalidInput",
+    "Site",
+    "UnknownSite",
 ]
 
 #: Engine methods and the parameters API.md gives each (more may be added, none removed).
@@ -110,6 +116,7 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "staff": ["staff_id"],
     "start_scheduler": [],
     "stop_scheduler": [],
+    "sites": [],
 }
 
 #: Value objects and the fields API.md lists for each.
@@ -155,6 +162,7 @@ VALUE_FIELDS: dict[str, list[str]] = {
     "AuditReport": ["ok", "checked", "problems"],
     "Checkpoint": ["size", "root_hash", "signed_at", "signature"],
     "StaffMember": ["id", "roles", "sites"],
+    "Site": ["id", "title", "timezone", "pathways", "calendar", "closures"],
 }
 
 ERRORS = [
@@ -167,6 +175,7 @@ ERRORS = [
     "ConcurrentUpdate",
     "CasePaused",
     "InvalidInput",
+    "UnknownSite",
 ]
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -220,6 +229,7 @@ def test_every_exception_is_a_nim_workflow_error(name: str) -> None:
         ("InvalidInput", ValueError),
         ("PermissionDenied", PermissionError),
         ("PathwayError", ValueError),
+        ("UnknownSite", ValueError),
     ],
 )
 def test_exceptions_also_subclass_the_builtin_they_mean(name: str, builtin: type) -> None:
@@ -239,6 +249,15 @@ def test_exceptions_carry_their_context() -> None:
     assert invalid.allowed == ("withdraw",)
     assert "withdraw" in str(invalid)
     assert "R-1" in str(nw.CaseNotFound("R-1"))
+    unknown = nw.UnknownSite("London", ["london", "glasgow"])
+    assert (unknown.site, unknown.known, unknown.suggestion) == (
+        "London",
+        ("glasgow", "london"),
+        "london",
+    )
+    assert unknown.field == "site"
+    assert isinstance(unknown, nw.InvalidInput)
+    assert "did you mean 'london'?" in str(unknown)
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_FIELDS))
@@ -294,6 +313,14 @@ def examples() -> list[object]:
             hash="0" * 64,
         ),
         nw.AuditReport(ok=True, checked=1),
+        nw.Site(
+            id="croydon",
+            title="Croydon",
+            timezone="Europe/London",
+            calendar="england-and-wales",
+            pathways={"nim-uk-england"},
+            closures=[dt.date(2026, 3, 6)],
+        ),
     ]
 
 

@@ -64,6 +64,14 @@ from nim_workflow._store._schema import UTCDateTime
 ARCHIVE = Path(__file__).resolve().parents[1] / "pathways" / "archive"
 COORDINATOR = nw.Actor("pc-1", roles={"coordinator"})
 SITES = ("glasgow", "jefferson-parish", "london")
+#: A declared site the cohort has no case at.
+EMPTY_SITE = nw.Site(
+    id="croydon",
+    title="Croydon",
+    timezone="Europe/London",
+    calendar="england-and-wales",
+    pathways={"nim-uk-england"},
+)
 
 
 # -- the cohort -----------------------------------------------------------------------------------
@@ -78,8 +86,10 @@ class Cohort:
     as_of: dt.datetime
 
     def engine(self) -> nw.Engine:
-        """An engine on the cohort whose clock stands at ``as_of``."""
-        return nw.Engine(self.url, clock=lambda: self.as_of)
+        """An engine on the cohort whose clock stands at ``as_of``, with one more site, empty."""
+        return nw.Engine(
+            self.url, clock=lambda: self.as_of, sites=[*nw.bundled_sites().values(), EMPTY_SITE]
+        )
 
 
 def _copy_cases(bind: sa.Engine, suffix: str) -> None:
@@ -370,15 +380,21 @@ def test_the_bulk_summary_equals_the_per_case_summary(
     assert_same_summary(summarize(engine, at=at), reference_summary(engine, site=None, at=at))
 
 
-@pytest.mark.parametrize("site", [*SITES, "nowhere"])
+@pytest.mark.parametrize("site", [*SITES, EMPTY_SITE.id])
 def test_the_bulk_summary_of_one_site_equals_the_per_case_summary(
     engine: nw.Engine, cohort: Cohort, site: str
 ) -> None:
-    """Each site alone, and a site with no cases."""
+    """Each site alone, and a declared site with no cases."""
     at = cohort.as_of.astimezone(dt.timezone(dt.timedelta(hours=-6)))
     assert_same_summary(
         summarize(engine, site=site, at=at), reference_summary(engine, site=site, at=at)
     )
+
+
+def test_the_summary_of_an_undeclared_site_is_refused(engine: nw.Engine, cohort: Cohort) -> None:
+    """A site nobody declared is refused with the nearest one, not summarised as empty."""
+    with pytest.raises(nw.UnknownSite, match="did you mean 'london'"):
+        summarize(engine, site="londn", at=cohort.as_of)
 
 
 def test_the_summary_reads_each_table_once(engine: nw.Engine, cohort: Cohort) -> None:
@@ -702,8 +718,18 @@ def test_postgresql_instants_read_fast_are_the_same_instants(fresh_pg_url: str) 
 def test_the_engine_keeps_a_bounded_number_of_site_calendars() -> None:
     """Calendars for ever more sites: the newest are kept, the oldest rebuilt when asked again."""
     many = CALENDARS_KEPT + 40
-    closures = {f"site-{n}": [dt.date(2026, 1, 2 + n % 20)] for n in range(many)}
-    with nw.Engine("sqlite://", closures=closures) as engine:
+    sites = [
+        nw.Site(
+            id=f"site-{n}",
+            title=f"Site {n}",
+            timezone="Europe/London",
+            calendar="england-and-wales",
+            pathways={"nim-uk-england"},
+            closures=[dt.date(2026, 1, 2 + n % 20)],
+        )
+        for n in range(many)
+    ]
+    with nw.Engine("sqlite://", sites=sites) as engine:
         first = engine.calendar("site-0", "nim-uk-england")
         for n in range(many):
             engine.calendar(f"site-{n}", "nim-uk-england")

@@ -410,7 +410,14 @@ def test_report_holds_no_free_text_from_the_cases(engine: nw.Engine) -> None:
 def test_report_escapes_a_hostile_site_name(sqlite_url: str) -> None:
     """A site name with markup in it is escaped everywhere it appears."""
     hostile = '<script>alert("x")</script>'
-    with nw.Engine(sqlite_url, clock=lambda: AT) as engine:
+    declared = nw.Site(
+        id=hostile,
+        title="A hostile name, declared",
+        timezone="Europe/London",
+        calendar="england-and-wales",
+        pathways={"nim-uk-england"},
+    )
+    with nw.Engine(sqlite_url, clock=lambda: AT, sites=[declared]) as engine:
         engine.migrate()
         engine.open_case("LDN-X-0001", "nim-uk-england", hostile, actor=SW, at=at(3, 3))
         html = build_report(engine, at=AT)

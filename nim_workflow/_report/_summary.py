@@ -242,7 +242,9 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
     cases = read.cases
     pathway_ids = tuple(sorted({case[1] for case in cases}))
     order, titles = _stage_order(engine, pathway_ids)
-    calendars = {pid: engine.calendar(site, pid) for pid in pathway_ids}
+    # Not engine.calendar(): a site whose cases are stored but that is no longer declared is
+    # still reported, on its pathway's calendar.
+    calendars = {pid: engine._calendar(engine.pathway(pid), site) for pid in pathway_ids}
     zones = {pid: cal.tz for pid, cal in calendars.items()}
     finals = {pid: _final_stages(engine, pid) for pid in pathway_ids}
     # The site's local date now, on each pathway's calendar (they may differ in time zone).
