@@ -6,8 +6,12 @@ with ``connection=``. On commit both land and subscribers are called afterwards;
 neither lands and no subscriber is called. Whatever happens, the host tails the durable audit
 feed with ``engine.audit(after_seq=...)`` so it misses nothing.
 
-    python examples/host_case_system.py                      # a temporary SQLite file
+    python examples/host_case_system.py                      # SQLite in a temporary folder
     python examples/host_case_system.py postgresql+psycopg://user@localhost/casesystem
+
+Without a URL its SQLite database lives in a temporary folder removed when it ends, so it runs
+the same every time and leaves nothing behind. A URL must name a database without its case:
+run twice against one database, it stops the second time, saying the case already exists.
 
 The host's table holds no personal details: a case reference and a note category only.
 """
@@ -60,12 +64,8 @@ def note_categories(host: sa.Engine) -> list[str]:
         return list(conn.execute(query).scalars())
 
 
-def main(argv: list[str]) -> int:
-    """Run the example on the database URL in ``argv`` (default: a temporary SQLite file)."""
-    if len(argv) > 1:
-        url = argv[1]
-    else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='nimwf-host-')) / 'casesystem.db'}"
+def run(url: str) -> None:
+    """Run the example on the database at ``url``."""
     shown_url = sa.make_url(url).render_as_string(hide_password=True)
     print(f"database: {shown_url}")
 
@@ -163,6 +163,19 @@ def main(argv: list[str]) -> int:
     print(f"\naudit chain ok: {report.ok} ({report.checked} events checked)")
     engine.close()
     host.dispose()  # the host's engine is the host's to dispose of
+
+
+def main(argv: list[str]) -> int:
+    """Run on the database URL in ``argv``, or on a SQLite file in a temporary folder."""
+    if len(argv) > 1:
+        try:
+            run(argv[1])
+        except nw.CaseExists as exc:
+            print(f"{exc}: this example needs a database without its cases", file=sys.stderr)
+            return 1
+        return 0
+    with tempfile.TemporaryDirectory(prefix="nimwf-host-") as folder:
+        run(f"sqlite:///{Path(folder) / 'casesystem.db'}")
     return 0
 
 

@@ -3,12 +3,17 @@
 This example's one job: show the two ways a site adapts the engine without touching the bundled
 pathways. ``examples/custom-pathway.yaml`` is a copy of ``nim-uk-england`` under a new id that
 adds a ``professionals_meeting`` deadline to the assessment stage; it is loaded with
-``nw.load_pathway`` and registered with ``nw.Engine(pathways=[...])``. ``closures=`` gives the
-Croydon site an office closure day, which moves a working-day due date a day later, and the
-deadline's explanation names the closure.
+``nw.load_pathway`` and registered with ``nw.Engine(pathways=[...])``, with the two sites that
+run it declared as ``nw.Site`` objects (``sites=``). ``closures=`` gives the Croydon site an
+office closure day, which moves a working-day due date a day later, and the deadline's
+explanation names the closure.
 
-    python examples/site_closures_custom_pathway.py                  # a temporary SQLite file
+    python examples/site_closures_custom_pathway.py                  # SQLite in a temporary folder
     python examples/site_closures_custom_pathway.py sqlite:///croydon.db
+
+Without a URL its SQLite database lives in a temporary folder removed when it ends, so it runs
+the same every time and leaves nothing behind. A URL must name a database without its two cases:
+run twice against one database, it stops the second time, saying the case already exists.
 """
 
 from __future__ import annotations
@@ -37,13 +42,8 @@ def show(deadline: nw.Deadline) -> None:
         print(f"      {line}")
 
 
-def main(argv: list[str]) -> int:
-    """Run the example on the database URL in ``argv`` (default: a temporary SQLite file)."""
-    if len(argv) > 1:
-        url = argv[1]
-    else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='nimwf-croydon-')) / 'croydon.db'}"
-
+def run(url: str) -> None:
+    """Run the example on the database at ``url``."""
     # Loading validates the whole file; a mistake raises nw.PathwayError naming file, line, field.
     croydon = nw.load_pathway(PATHWAY_FILE)
     print(f"loaded {croydon.id} version {croydon.version} from {PATHWAY_FILE.name}")
@@ -51,11 +51,25 @@ def main(argv: list[str]) -> int:
     added = croydon.rule("professionals_meeting")
     print(f"  added deadline: {added.name} in stage {added.stage}, {added.duration}")
 
+    # Cases are opened only at declared sites, on a pathway the site runs: the two sites running
+    # this pathway, declared in code (a host may keep them as site files instead).
+    sites = [
+        nw.Site(
+            id=site_id,
+            title=title,
+            timezone=croydon.timezone,
+            calendar=croydon.calendar,
+            pathways={croydon.id},
+        )
+        for site_id, title in (("croydon", "Croydon"), ("sutton", "Sutton"))
+    ]
     engine = nw.Engine(
         url,
         clock=lambda: REFERRED_AT,
-        # Only these pathways are registered; add nw.bundled_pathways().values() to keep them too.
+        # Only these pathways and sites are registered; add nw.bundled_pathways().values() and
+        # nw.bundled_sites().values() to keep the bundled ones too.
         pathways=[croydon],
+        sites=sites,
         closures={"croydon": CROYDON_CLOSURES},
     )
     with engine:
@@ -93,6 +107,19 @@ def main(argv: list[str]) -> int:
         for deadline in engine.deadlines("CRO-2026-0001"):
             if deadline.stage == "assessment":
                 show(deadline)
+
+
+def main(argv: list[str]) -> int:
+    """Run on the database URL in ``argv``, or on a SQLite file in a temporary folder."""
+    if len(argv) > 1:
+        try:
+            run(argv[1])
+        except nw.CaseExists as exc:
+            print(f"{exc}: this example needs a database without its cases", file=sys.stderr)
+            return 1
+        return 0
+    with tempfile.TemporaryDirectory(prefix="nimwf-croydon-") as folder:
+        run(f"sqlite:///{Path(folder) / 'croydon.db'}")
     return 0
 
 

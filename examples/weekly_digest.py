@@ -5,8 +5,12 @@ This example's one job: build the digest a coordinator reads on Monday morning f
 explanation (``Deadline.explain()``). It first creates a small two-site cohort, driving an
 injected clock through a few months so the cohort has a history, then prints the digest.
 
-    python examples/weekly_digest.py                       # a temporary SQLite file
+    python examples/weekly_digest.py                       # SQLite in a temporary folder
     python examples/weekly_digest.py sqlite:///digest.db
+
+Without a URL its SQLite database lives in a temporary folder removed when it ends, so it runs
+the same every time and leaves nothing behind. A URL must name a database without the cohort's
+cases: run twice against one database, it stops the second time, saying the case already exists.
 
 Dates are shown as the site's local dates; the engine stores every instant in UTC.
 """
@@ -173,12 +177,8 @@ def digest(engine: nw.Engine, at: dt.datetime) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str]) -> int:
-    """Build the cohort on the database in ``argv`` (default: a temporary SQLite file), print."""
-    if len(argv) > 1:
-        url = argv[1]
-    else:
-        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='nimwf-digest-')) / 'digest.db'}"
+def run(url: str) -> None:
+    """Build the cohort on the database at ``url`` and print the digest."""
     clock = SimulatedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     with nw.Engine(url, clock=clock) as engine:
         engine.migrate()
@@ -188,6 +188,19 @@ def main(argv: list[str]) -> int:
         print(f"cohort built; the deadline processor caught up and fired: {counts or 'nothing'}")
         print()
         print(digest(engine, DIGEST_AT))
+
+
+def main(argv: list[str]) -> int:
+    """Run on the database URL in ``argv``, or on a SQLite file in a temporary folder."""
+    if len(argv) > 1:
+        try:
+            run(argv[1])
+        except nw.CaseExists as exc:
+            print(f"{exc}: this example needs a database without its cases", file=sys.stderr)
+            return 1
+        return 0
+    with tempfile.TemporaryDirectory(prefix="nimwf-digest-") as folder:
+        run(f"sqlite:///{Path(folder) / 'digest.db'}")
     return 0
 
 
