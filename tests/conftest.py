@@ -74,7 +74,14 @@ MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
     ),
     "nim_workflow._merkle": ("test_merkle.py",),
     "nim_workflow._machine": ("test_machine.py",),
-    "nim_workflow._deadlines": ("test_decide.py", "test_deadlines.py", "test_legal_clocks.py"),
+    "nim_workflow._deadlines": (
+        "test_decide.py",
+        "test_decide_clocks.py",
+        "test_deadlines.py",
+        "test_legal_clocks.py",
+        "test_upgrade.py",
+        "test_pathway_versions.py",
+    ),
     "nim_workflow._decide": (
         "test_decide_commands.py",
         "test_engine.py",
