@@ -588,11 +588,12 @@ def _optional_part(what: str) -> Iterator[None]:
     help="Where to write the coordinator's HTML report.",
 )
 def demo(url: str, html: str) -> None:
-    """Run a simulated three-site cohort through months of pathway and show the results.
+    """Run a simulated three-site cohort through 18 months of pathway and show the results.
 
-    The clock is simulated; the demo's database is rebuilt from scratch each time, and only a
-    database the demo created is ever replaced (see --db). Prints the coordinator's summary
-    and writes the HTML report.
+    The clock is simulated, and its 18 months end today, so the other commands (on the real
+    clock) see what the summary shows. The demo's database is rebuilt from scratch each time,
+    and only a database the demo created is ever replaced (see --db). Prints the coordinator's
+    summary and the commands that read the demo's database, and writes the HTML report.
     """
     with _optional_part("the demo"):
         from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, run_demo
@@ -618,13 +619,35 @@ def demo(url: str, html: str) -> None:
                 f"the demo cannot use the database at {_describe(url)}: {text[0]}", EXIT_BAD_INPUT
             )
     _echo(format_summary(result.summary))
-    who = f"--actor {result.operator}" if result.operator == FALLBACK_OPERATOR else "you"
+    fallback = result.operator == FALLBACK_OPERATOR
+    who = f"--actor {result.operator}" if fallback else "you"
     _echo(
         f"staff roster: {result.operator} ({who}) is {' and '.join(sorted(OPERATOR_ROLES))} "
-        f"at every site; see `nim-workflow --db {result.url} staff list`"
+        "at every site"
     )
+    _echo("to read the demo's database with the other commands, in this shell:")
+    for line in _demo_commands(result.url, actor=result.operator if fallback else None):
+        _echo(f"  {line}")
     if result.html:
         _echo(f"report: {result.html}")
+
+
+def _demo_commands(url: str, *, actor: str | None) -> list[str]:
+    """The shell lines that point the other commands at the demo's database, and one to try."""
+    import shlex
+    import shutil
+
+    lines = []
+    if shutil.which("nim-workflow") is None:
+        # Not on PATH (a virtualenv not activated): activate the one this command runs from.
+        activate = Path(sys.executable).parent / "activate"
+        if activate.is_file():
+            lines.append(f". {shlex.quote(str(activate))}")
+    lines.append(f"export {ENV_DB}={shlex.quote(url)}")
+    if actor is not None:
+        lines.append(f"export {ENV_ACTOR}={shlex.quote(actor)}")
+    lines.append("nim-workflow overdue")
+    return lines
 
 
 # -- db -------------------------------------------------------------------------------------------

@@ -2,13 +2,18 @@
 
 :func:`run_demo` creates an embedded SQLite database, migrates it, and plays about eighty cases
 (London on ``nim-uk-england``, Glasgow on ``nim-uk-scotland``, Jefferson Parish on
-``nim-us-louisiana``) from May 2025 to November 2026 with a simulated clock that moves one day at a
-time, running the deadline processor every simulated day so reminders, breaches and escalations
-fire on the way. Every case follows a plan drawn from ``random.Random(seed)`` with the stage
-durations of the domain brief, so the same seed always gives the same cohort. At the end it builds
-the coordinator's summary and, if asked, writes the HTML report.
+``nim-us-louisiana``) through the eighteen months (:data:`DEMO_DAYS` days) that end on its end
+date, today by default, with a simulated clock that moves one day at a time, running the deadline
+processor every simulated day so reminders, breaches and escalations fire on the way. Ending today,
+the simulation stops at the moment the demo starts, so the command line's clock (the real one)
+and the demo's summary see the same day: what the demo reports overdue is what
+``nim-workflow overdue`` lists straight after. Every case follows a plan drawn from
+``random.Random(seed)`` with the stage durations of the domain brief, so the same seed and end
+date always give the same cohort (a past end date, the same run to the event). At the end it
+builds the coordinator's summary and, if asked, writes the HTML report.
 
-Cases carry references only (``LDN-2025-0001``), never names or birth dates, and the only facts
+Cases carry references only (``LDN-2025-0001``; London's newest, the README's example, is
+:data:`EXAMPLE_REFERENCE`), never names or birth dates, and the only facts
 recorded are the ones the pathways declare. Everyone who acts is put on the staff roster first,
 with the roles and site they act in; the person running the demo (the operating-system user) is
 its administrator and a coordinator at every site, so the command line works on the demo's
@@ -48,7 +53,16 @@ from nim_workflow._pathway._model import Pathway
 from nim_workflow._report import Summary, build_report, summarize
 from nim_workflow._values import EVENT_KINDS, Actor, Event
 
-__all__ = ["DEMO_END", "DEMO_START", "DemoCounts", "DemoResult", "run_demo"]
+__all__ = [
+    "DEMO_DAYS",
+    "DEMO_END",
+    "DEMO_START",
+    "EXAMPLE_REFERENCE",
+    "DemoCounts",
+    "DemoResult",
+    "demo_start",
+    "run_demo",
+]
 
 DEFAULT_URL = "sqlite:///nim-workflow-demo.db"
 DEFAULT_HTML = "nim-workflow-report.html"
@@ -68,9 +82,16 @@ _COMPANIONS = ("-wal", "-shm", "-journal")
 FALLBACK_OPERATOR = "demo-admin"
 #: The operator's roles: the roster's administrator, and a coordinator (pause, resume, upgrade).
 OPERATOR_ROLES = frozenset({ROSTER_ROLE, "coordinator"})
-#: The first simulated day, and the last: cases are opened over the first eighteen months.
+#: A pinned run's first and last simulated days (``run_demo(end=DEMO_END)``): the tests' cohort,
+#: the same one every time. By default the demo ends today and starts :data:`DEMO_DAYS` earlier.
 DEMO_START = dt.date(2025, 5, 1)
 DEMO_END = dt.date(2026, 11, 20)
+#: The newest London case: opened days before the demo ends, so open and unpaused then, it is the
+#: case the README's coordinator commands show, pause and resume, whatever day the demo ends.
+EXAMPLE_REFERENCE = "LDN-DEMO-0001"
+#: How long the demo's world runs before its end date: about eighteen months (568 days, so that a
+#: run ending on :data:`DEMO_END` starts on :data:`DEMO_START`).
+DEMO_DAYS = (DEMO_END - DEMO_START).days
 _OPENING_DAYS = 560
 #: The deadline processor runs at this UTC time each simulated day, before the day's work (which
 #: is done in local office hours), so overnight breaches are seen first thing in the morning.
@@ -198,7 +219,7 @@ class _Planner:
 
     # -- time helpers ------------------------------------------------------------------------
 
-    def _working(self, site: _Site, day: dt.date) -> dt.date:
+    def working(self, site: _Site, day: dt.date) -> dt.date:
         """``day`` or the next working day of the site."""
         cal = self._engine.calendar(site.site, site.pathway)
         while not cal.is_working_day(day):
@@ -220,10 +241,15 @@ class _Planner:
 
     # -- a case --------------------------------------------------------------------------------
 
-    def plan(self, site: _Site, number: int, opened_on: dt.date) -> list[_Step]:
-        """Every step of one case, in time order; steps past the demo's end are never run."""
+    def plan(
+        self, site: _Site, number: int, opened_on: dt.date, *, reference: str | None = None
+    ) -> list[_Step]:
+        """Every step of one case, in time order; steps past the demo's end are never run.
+
+        ``reference`` names the case instead of its site, year and ``number``.
+        """
         rng = self._rng
-        ref = f"{site.prefix}-{opened_on.year}-{number:04d}"
+        ref = reference or f"{site.prefix}-{opened_on.year}-{number:04d}"
         staff = {key: Actor(f"{site.staff}-{key}-1", roles={role}) for key, role in _ROLES.items()}
         sw = Actor(f"{site.staff}-sw-{rng.randint(1, 3)}", roles={"social_worker"})
         steps: list[_Step] = []
@@ -231,7 +257,7 @@ class _Planner:
 
         def add(day: dt.date, action: Action, **args: Any) -> dt.datetime:
             nonlocal last
-            when = self._at(site, self._working(site, day), last)
+            when = self._at(site, self.working(site, day), last)
             self._order += 1
             steps.append(_Step(when, self._order, ref, action, args))
             last = when
@@ -240,7 +266,7 @@ class _Planner:
         def days(n: float) -> dt.timedelta:
             return dt.timedelta(days=round(n))
 
-        opened_on = self._working(site, opened_on)
+        opened_on = self.working(site, opened_on)
         care_on = opened_on - days(rng.randint(6, 40))
         facts: dict[str, Any] = {site.anchor: care_on}
         add(opened_on, "open", actor=sw, facts=facts)
@@ -492,7 +518,7 @@ class _Planner:
         opened_at = steps[0].when
         merged = list(steps)
         for late, (day, action, args) in enumerate(statutory, start=1):
-            when = self._at(site, self._working(site, day), None)
+            when = self._at(site, self.working(site, day), None)
             if when <= opened_at:
                 # Held before the referral: recorded on the day the case is opened.
                 when = opened_at + dt.timedelta(minutes=5 * late)
@@ -747,11 +773,23 @@ def _run_step(engine: Engine, step: _Step) -> None:
                 engine.fire(ref, args["trigger"], actor=actor)
 
 
+def _closes_or_pauses(step: _Step) -> bool:
+    """Whether ``step`` declines, withdraws, pauses or resumes its case."""
+    trigger = step.args.get("trigger") if step.action == "fire" else None
+    return step.action in ("pause", "resume") or trigger in ("decline_referral", "withdraw")
+
+
+def demo_start(end: dt.date) -> dt.date:
+    """The first simulated day of a demo whose last is ``end``: :data:`DEMO_DAYS` before it."""
+    return end - dt.timedelta(days=DEMO_DAYS)
+
+
 def run_demo(
     url: str = DEFAULT_URL,
     *,
     html: str | Path | None = DEFAULT_HTML,
     seed: int = 2026,
+    end: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
     fresh: bool = True,
     pathways: Iterable[Pathway | str | os.PathLike[str]] | None = None,
@@ -763,12 +801,35 @@ def run_demo(
     earlier; without it, or on another backend, the database must hold no cases. A file or
     database the demo did not create (a real case database, a text file, a directory, an empty
     file, a server database holding other tables) raises :class:`InvalidInput`, untouched.
-    ``progress(done_days, total_days)`` is called as the simulated days pass. The same ``seed``
-    gives the same cohort, the same events and the same report. ``pathways`` (default: the
-    bundled ones) lets the cohort run on other versions, e.g. to rehearse an upgrade.
+    ``progress(done_days, total_days)`` is called as the simulated days pass.
+
+    The simulated world runs from :func:`demo_start` of ``end`` to ``end`` (default: today's
+    date in UTC), and the summary is taken as of 23:00 UTC on ``end``; ending today, as of the
+    moment the demo starts: it records nothing in the future, and its summary agrees with what
+    the command line (on the real clock) shows straight after. The same ``seed`` and ``end``
+    give the same cohort; with ``end`` before today, the same events and the same report too.
+    An ``end`` after today raises :class:`InvalidInput`. ``pathways`` (default: the bundled
+    ones) lets the cohort run on other versions, e.g. to rehearse an upgrade.
     """
+    now = dt.datetime.now(dt.UTC)
+    if end is None:
+        end = now.date()  # today in UTC
+    elif not isinstance(end, dt.date) or isinstance(end, dt.datetime):
+        raise InvalidInput(f"the demo's end must be a date, not {end!r}", field="end")
+    if end > now.date():
+        raise InvalidInput(
+            f"the demo cannot end after today ({now.date().isoformat()}): {end.isoformat()}",
+            field="end",
+        )
+    first = demo_start(end)
+    # Ending today, the world stops now: the command line's clock is the real one.
+    as_of = now if end == now.date() else dt.datetime.combine(end, dt.time(23, 0), tzinfo=dt.UTC)
+    # The simulated days are those whose deadline run (07:00 UTC) comes before the end.
+    last = end
+    if dt.datetime.combine(end, _PROCESS_AT, tzinfo=dt.UTC) > as_of:
+        last -= dt.timedelta(days=1)
     _claim(url, fresh=fresh)
-    start = dt.datetime.combine(DEMO_START, _PROCESS_AT, tzinfo=dt.UTC)
+    start = dt.datetime.combine(first, _PROCESS_AT, tzinfo=dt.UTC)
     clock = _SimulatedClock(start)
     database = _database(url)
     engine = Engine(database, clock=clock, pathways=pathways)
@@ -791,19 +852,32 @@ def run_demo(
             # arriving to the end: the newest is days old when the demo stops.
             slot = _OPENING_DAYS / (site.cases - 1)
             offsets = [int(i * slot + rng.random() * slot) for i in range(site.cases - 1)]
-            offsets.append((DEMO_END - DEMO_START).days - rng.randint(1, 4))
+            offsets.append(DEMO_DAYS - rng.randint(1, 4))
             per_year: Counter[int] = Counter()
-            for offset in offsets:
-                opened_on = DEMO_START + dt.timedelta(days=offset)
+            for offset in offsets[:-1]:
+                opened_on = first + dt.timedelta(days=offset)
                 per_year[opened_on.year] += 1
                 steps += planner.plan(site, per_year[opened_on.year], opened_on)
+            # The newest case, opened days before the end: London's is the README's example,
+            # opened on a working day before the end day, so open whenever the demo stops.
+            opened_on = first + dt.timedelta(days=offsets[-1])
+            example = EXAMPLE_REFERENCE if site.site == "london" else None
+            while example is not None and planner.working(site, opened_on) >= end:
+                opened_on -= dt.timedelta(days=1)
+            if example is None:
+                per_year[opened_on.year] += 1
+            plan = planner.plan(site, per_year[opened_on.year], opened_on, reference=example)
+            if example is not None:
+                # Drawn like any other (the same draws, so the rest of the cohort is the same),
+                # but never declined, withdrawn or paused: open and unpaused when the demo stops.
+                plan = [step for step in plan if not _closes_or_pauses(step)]
+            steps += plan
         steps.sort(key=lambda s: (s.when, s.order))
 
-        total_days = (DEMO_END - DEMO_START).days + 1
-        as_of = dt.datetime.combine(DEMO_END, dt.time(23, 0), tzinfo=dt.UTC)
+        total_days = (last - first).days + 1
         index = 0
         for done in range(total_days):
-            day = DEMO_START + dt.timedelta(days=done)
+            day = first + dt.timedelta(days=done)
             clock.now = dt.datetime.combine(day, _PROCESS_AT, tzinfo=dt.UTC)
             engine.process_due(at=clock.now)
             day_end = min(clock.now + dt.timedelta(days=1), as_of)

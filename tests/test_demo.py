@@ -8,6 +8,7 @@ import getpass
 import os
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -21,11 +22,15 @@ import nim_workflow as nw
 from nim_workflow._cli import main
 from nim_workflow._demo import (
     DEMO_APPLICATION_ID,
+    DEMO_DAYS,
     DEMO_END,
     DEMO_MARK_TABLE,
+    DEMO_START,
+    EXAMPLE_REFERENCE,
     FALLBACK_OPERATOR,
     DemoResult,
     _claim,
+    demo_start,
     run_demo,
 )
 from nim_workflow._report import format_summary
@@ -36,7 +41,7 @@ SITES = {
     "jefferson-parish": "nim-us-louisiana",
 }
 OPEN_STAGES = ("referral", "assessment", "treatment", "recommendation", "court")
-REFERENCE = re.compile(r"^(LDN|GLA|JEF)-20(25|26)-\d{4}$")
+REFERENCE = re.compile(r"^(LDN|GLA|JEF)-20(25|26)-\d{4}$|^LDN-DEMO-0001$")
 STAFF = re.compile(r"^(lon|gla|jef)-(sw|cl|tm|co|pc)-\d$")
 
 
@@ -52,12 +57,17 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """The demo, run once for the whole module on a temporary SQLite file."""
+    """The demo, run once for the whole module on a temporary SQLite file, pinned to DEMO_END."""
     folder = tmp_path_factory.mktemp("demo")
     url = f"sqlite:///{folder / 'demo.db'}"
     calls: list[tuple[int, int]] = []
     started = time.perf_counter()
-    result = run_demo(url, html=folder / "report.html", progress=lambda d, t: calls.append((d, t)))
+    result = run_demo(
+        url,
+        html=folder / "report.html",
+        end=DEMO_END,
+        progress=lambda d, t: calls.append((d, t)),
+    )
     return Run(result, time.perf_counter() - started, calls, url)
 
 
@@ -92,7 +102,7 @@ def test_demo_is_reproducible_over_its_own_earlier_database(run: Run, tmp_path: 
     """Rerun over a previous demo's database, the same seed gives the same cohort afresh."""
     earlier = tmp_path / "again.db"
     _copy_database(run.url, earlier)
-    again = run_demo(f"sqlite:///{earlier}", html=None)
+    again = run_demo(f"sqlite:///{earlier}", html=None, end=DEMO_END)
     assert again.html is None
     assert _application_id(earlier) == DEMO_APPLICATION_ID
     assert again.counts == run.result.counts
@@ -113,6 +123,60 @@ def test_demo_cohort_size_and_sites(run: Run, engine: nw.Engine) -> None:
     assert opened[0].date() >= dt.date(2025, 5, 1)
     assert opened[0].date() < dt.date(2025, 7, 1)
     assert opened[-1].date() <= DEMO_END
+
+
+def test_demo_runs_eighteen_months_up_to_its_end_date() -> None:
+    """A run ending on DEMO_END starts on DEMO_START; any other end, the same span before it."""
+    assert demo_start(DEMO_END) == DEMO_START
+    assert 540 <= DEMO_DAYS <= 570  # about eighteen months
+    assert demo_start(dt.date(2027, 3, 1)) == dt.date(2027, 3, 1) - dt.timedelta(days=DEMO_DAYS)
+
+
+def test_demo_refuses_an_end_after_today(tmp_path: Path) -> None:
+    """An end date in the future is refused before anything is created."""
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    target = tmp_path / "demo.db"
+    with pytest.raises(nw.InvalidInput, match="cannot end after today"):
+        run_demo(f"sqlite:///{target}", html=tmp_path / "report.html", end=tomorrow)
+    with pytest.raises(nw.InvalidInput, match="must be a date"):
+        run_demo(f"sqlite:///{target}", html=None, end=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_example_case_is_open_and_unpaused_at_the_end(engine: nw.Engine) -> None:
+    """The README's example case is London's newest, open and not paused when the demo ends.
+
+    Its plan is drawn like every other case's (the rest of the cohort is the one of before), but
+    it is opened on a working day before the end day and never declined, withdrawn or paused.
+    """
+    case = engine.case(EXAMPLE_REFERENCE)
+    assert case.site == "london"
+    assert case.is_open
+    assert not case.paused
+    newest = max(engine.cases(site="london", open_only=False), key=lambda c: c.opened_at)
+    assert newest.reference == EXAMPLE_REFERENCE
+
+
+def test_cli_demo_ends_with_the_commands_that_read_its_database(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's last lines: activate (when not on PATH), NIM_WORKFLOW_DB, a command to try."""
+    monkeypatch.setattr("nim_workflow._demo.run_demo", lambda *args, **kwargs: run.result)
+    monkeypatch.setattr("shutil.which", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(format_summary(run.result.summary))
+    closing = result.stdout.split("to read the demo's database with the other commands")[1]
+    *commands, report = closing.splitlines()[1:]
+    assert report == f"report: {run.result.html}"
+    lines = [line.strip() for line in commands]
+    activate = Path(sys.executable).parent / "activate"
+    expected = [f"export NIM_WORKFLOW_DB={run.url}", "nim-workflow overdue"]
+    if run.result.operator == FALLBACK_OPERATOR:  # pragma: no cover - no OS user to act as
+        expected.insert(1, f"export NIM_WORKFLOW_ACTOR={FALLBACK_OPERATOR}")
+    if activate.is_file():
+        expected.insert(0, f". {activate}")
+    assert lines == expected
 
 
 def test_demo_leaves_cases_in_every_stage_at_every_site(run: Run) -> None:

@@ -33,7 +33,7 @@ import nim_workflow as nw
 from nim_workflow._cache import CALENDARS_KEPT, BoundedCache
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._cli import main
-from nim_workflow._demo import run_demo
+from nim_workflow._demo import DEMO_END, run_demo
 from nim_workflow._report import (
     CaseTimeline,
     DeadlineItem,
@@ -138,7 +138,7 @@ def cohort(
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('reads') / 'cohort.db'}"
     try:
-        result = run_demo(url, html=None, pathways=sorted(ARCHIVE.glob("*.v1.yaml")))
+        result = run_demo(url, html=None, end=DEMO_END, pathways=sorted(ARCHIVE.glob("*.v1.yaml")))
         with nw.Engine(url, clock=lambda: result.as_of) as engine:
             engine.upgrade_cases("nim-uk-england", actor=COORDINATOR, reason="clocks corrected")
             _copy_cases(engine.sqlalchemy_engine, "-C")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from ci_guard import skip_or_fail
 
-from nim_workflow._demo import DemoResult, run_demo
+from nim_workflow._demo import DEMO_END, DemoResult, run_demo
 
 pytestmark = pytest.mark.browser
 
@@ -154,7 +154,7 @@ class _RenderedDom(HTMLParser):
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     """The demo's report, written to a temporary folder."""
     folder = tmp_path_factory.mktemp("browser")
-    return run_demo(f"sqlite:///{folder / 'demo.db'}", html=folder / "report.html")
+    return run_demo(f"sqlite:///{folder / 'demo.db'}", html=folder / "report.html", end=DEMO_END)
 
 
 def test_rendered_report_has_every_site_bar_and_overdue_row(

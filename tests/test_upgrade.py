@@ -357,10 +357,10 @@ def test_an_upgrade_over_the_demo_database_moves_every_running_case_and_keeps_th
     tmp_path: Path,
 ) -> None:
     """The demo cohort run on version 1, then England and Scotland upgraded; Louisiana left."""
-    from nim_workflow._demo import run_demo
+    from nim_workflow._demo import DEMO_END, run_demo
 
     url = f"sqlite:///{tmp_path / 'demo-v1.db'}"
-    result = run_demo(url, html=None, pathways=sorted(ARCHIVE.glob("*.v1.yaml")))
+    result = run_demo(url, html=None, end=DEMO_END, pathways=sorted(ARCHIVE.glob("*.v1.yaml")))
     with nw.Engine(url, clock=lambda: result.as_of) as engine:
         for pathway in ("nim-uk-england", "nim-uk-scotland"):
             running = {c.reference for c in engine.cases() if c.pathway_id == pathway}
