@@ -991,9 +991,10 @@ def case_extend(
     engine = _runtime(ctx).engine()
     actor = _case_actor(engine, actor_id, reference)
     extended = engine.extend_deadline(reference, deadline, actor=actor, reason=reason, at=at, by=by)
+    still = ", still overdue" if extended.overdue else ""
     _echo(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "
-        f"now due on {extended.due_on.isoformat()}"
+        f"now due on {extended.due_on.isoformat()}{still}"
     )
 
 
@@ -1093,14 +1094,15 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     """Show one case's timeline, deadlines (and why they fall when they do) and audit trail.
 
     The timeline gives each stage's entry and exit in the site's local time and its working
-    days; then come the deadlines with their status, the pauses and the audit trail.
+    days; then come the deadlines with their status (open, overdue, met, missed or cancelled,
+    as of --at), the pauses and the audit trail.
     """
     engine = _runtime(ctx).engine()
     current = engine.case(reference)
     definition = _pathway_of(engine, current)
     tz = ZoneInfo(definition.timezone)
     history = engine.history(reference, at=at)
-    deadlines = engine.deadlines(reference)
+    deadlines = engine.deadlines(reference, at=at)
     pauses = engine.pauses(reference)
     trail = engine.audit(reference)
     if _wants_json(ctx, as_json):
@@ -1159,7 +1161,7 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
         extensions = f", extended {d.extensions}x" if d.extensions else ""
         lines.append(
             f"  {d.name}{occurrence} ({where}): due on {d.due_on.isoformat()}, "
-            f"{d.status}{settled}{extensions}"
+            f"{d.state}{settled}{extensions}"
         )
         lines += [f"      {line}" for line in d.explain().lines()]
     lines += ["", "Pauses"]
@@ -1234,6 +1236,8 @@ def _case_json(item: nw.Case) -> dict[str, Any]:
 
 
 def _deadline_json(d: nw.Deadline) -> dict[str, Any]:
+    # "status" is the word every view shows (Deadline.state). The stored lifecycle needs no key
+    # of its own: "overdue" is always an open deadline, and every other word is the lifecycle.
     return {
         "reference": d.reference,
         "site": d.site,
@@ -1243,7 +1247,7 @@ def _deadline_json(d: nw.Deadline) -> dict[str, Any]:
         "stage": d.stage,
         "due_on": d.due_on,
         "due_at": d.due_at,
-        "status": d.status,
+        "status": d.state,
         "settled_at": d.settled_at,
         "extensions": d.extensions,
     }
@@ -1552,9 +1556,13 @@ def _state(item: nw.Case) -> str:
 
 
 def _deadline_rows(
-    engine: nw.Engine, found: Sequence[nw.Deadline], now: dt.datetime, *, late: bool
+    engine: nw.Engine, found: Sequence[nw.Deadline], now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """Deadlines with their case's current stage and the days left (or overdue) in local dates."""
+    """Deadlines with their case's current stage and their days, in the site's local dates.
+
+    An open deadline has ``days_left``; an overdue one ``days_overdue`` (at least 1) instead, so
+    a row never says ``open`` beside negative days.
+    """
     cache: dict[str, nw.Case] = {}
     out = []
     for d in found:
@@ -1565,7 +1573,7 @@ def _deadline_rows(
         row = _deadline_json(d)
         row["stage"] = owner.stage
         row["deadline_stage"] = d.stage
-        if late:
+        if d.overdue:
             row["days_overdue"] = (today - d.due_on).days
         else:
             row["days_left"] = (d.due_on - today).days
@@ -1573,20 +1581,43 @@ def _deadline_rows(
     return out
 
 
-def _print_deadlines(rows: list[dict[str, Any]], *, late: bool, empty: str) -> None:
+def _days_cell(row: dict[str, Any]) -> str:
+    """The one days column of a listing that mixes overdue deadlines with open ones."""
+    if "days_overdue" in row:
+        return f"{row['days_overdue']} overdue"
+    return f"{row['days_left']} left"
+
+
+def _print_deadlines(rows: list[dict[str, Any]], *, days: str, empty: str) -> None:
+    """The listing's table; ``days`` heads its last column.
+
+    That is ``days left`` or ``days overdue``, or plain ``days`` where both kinds of row can
+    appear: each cell then says ``N left`` or ``N overdue``.
+    """
     if not rows:
         _echo(empty)
         return
-    last = "days overdue" if late else "days left"
-    key = "days_overdue" if late else "days_left"
+    key = {"days left": "days_left", "days overdue": "days_overdue"}.get(days)
     table_rows = [
-        (r["reference"], r["site"], r["deadline"], r["stage"], r["due_on"], r[key]) for r in rows
+        (
+            r["reference"],
+            r["site"],
+            r["deadline"],
+            r["stage"],
+            r["due_on"],
+            r[key] if key is not None else _days_cell(r),
+        )
+        for r in rows
     ]
-    _echo(_table(("reference", "site", "deadline", "stage", "due on", last), table_rows))
+    _echo(_table(("reference", "site", "deadline", "stage", "due on", days), table_rows))
 
 
 @main.command(
-    "due", epilog=_examples("nim-workflow due --within 2w --site london", "nim-workflow due --json")
+    "due",
+    epilog=_examples(
+        "nim-workflow due --within 2w --site london",
+        "nim-workflow due --include-overdue --json",
+    ),
 )
 @click.option(
     "--within",
@@ -1597,6 +1628,12 @@ def _print_deadlines(rows: list[dict[str, Any]], *, late: bool, empty: str) -> N
     help="How far ahead to look: days (14d) or weeks (2w).",
 )
 @click.option("--site", default=None, help="Only this site's deadlines.")
+@click.option(
+    "--include-overdue",
+    is_flag=True,
+    help="Also list the deadlines already overdue, first, with their days overdue "
+    "(by default they are left to the overdue command).",
+)
 @_at_option(_AT_ASOF)
 @_json_option
 @click.pass_context
@@ -1604,20 +1641,24 @@ def due_command(
     ctx: click.Context,
     within: dt.timedelta,
     site: str | None,
+    include_overdue: bool,
     at: dt.datetime | None,
     as_json: bool,
 ) -> None:
     """List open deadlines falling due soon, soonest first, with the days left.
 
-    Overdue deadlines are included (with negative days left).
+    Deadlines already overdue are not listed (see the overdue command) unless
+    --include-overdue is given: they then come first, with status "overdue" and the days
+    overdue ("days_overdue" in JSON, in place of "days_left").
     """
     engine = _runtime(ctx).engine()
     now = at or engine.now()
-    rows = _deadline_rows(engine, engine.due(before=now + within, site=site), now, late=False)
+    found = engine.due(before=now + within, site=site, include_overdue=include_overdue, at=now)
+    rows = _deadline_rows(engine, found, now)
     if _wants_json(ctx, as_json):
         _echo_json(rows)
         return
-    _print_deadlines(rows, late=False, empty="nothing due")
+    _print_deadlines(rows, days="days" if include_overdue else "days left", empty="nothing due")
 
 
 @main.command("overdue", epilog=_examples("nim-workflow overdue --site glasgow"))
@@ -1631,11 +1672,11 @@ def overdue_command(
     """List open deadlines whose due date has passed, oldest first, with the days overdue."""
     engine = _runtime(ctx).engine()
     now = at or engine.now()
-    rows = _deadline_rows(engine, engine.overdue(at=now, site=site), now, late=True)
+    rows = _deadline_rows(engine, engine.overdue(at=now, site=site), now)
     if _wants_json(ctx, as_json):
         _echo_json(rows)
         return
-    _print_deadlines(rows, late=True, empty="nothing overdue")
+    _print_deadlines(rows, days="days overdue", empty="nothing overdue")
 
 
 # -- report, audit, worker ------------------------------------------------------------------------

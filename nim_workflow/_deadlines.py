@@ -21,7 +21,7 @@ from nim_workflow._calendar import WorkingCalendar, calendar_for
 from nim_workflow._errors import InvalidInput
 from nim_workflow._pathway._model import DeadlineRule, Duration, Pathway
 from nim_workflow._store._case_state import CaseState, Row
-from nim_workflow._values import Adjustment, Deadline, Explanation
+from nim_workflow._values import Adjustment, Deadline, Explanation, is_overdue
 
 SYSTEM_ACTOR = "system:deadline-processor"
 
@@ -1077,8 +1077,11 @@ def _rule_text(clock: CaseClock, rule: DeadlineRule, span: Duration, row: Any) -
     return f"{rule.name}: {span}{counted} ({clock.pathway.calendar} calendar{opens}{paused})"
 
 
-def to_deadline(clock: CaseClock, row: Any) -> Deadline:
-    """A stored deadline row as the public value object, with its explanation."""
+def to_deadline(clock: CaseClock, row: Any, *, at: dt.datetime | None = None) -> Deadline:
+    """A stored deadline row as the public value object, with its explanation.
+
+    ``at`` is the moment of the read, which says whether the deadline is ``overdue``.
+    """
     return Deadline(
         reference=row.reference,
         stage=row.stage,
@@ -1093,5 +1096,6 @@ def to_deadline(clock: CaseClock, row: Any) -> Deadline:
         start_on=row.start_on,
         site=row.site,
         opens_on=row.opens_on,
+        overdue=at is not None and is_overdue(row.status, row.due_at, at),
         explanation=explanation(clock, row),
     )

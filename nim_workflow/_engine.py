@@ -1207,7 +1207,7 @@ class Engine:
                     "limit": rule.extension.limit,
                 },
             )
-            result = _deadlines.to_deadline(clock, target)
+            result = _deadlines.to_deadline(clock, target, at=when)
         self._log.info(
             "nimwf.extended", reference=reference, deadline=name, actor_id=actor.id, outcome="ok"
         )
@@ -1615,9 +1615,14 @@ class Engine:
                 for row in conn.execute(_reads.PAUSES, {"reference": reference})
             ]
 
-    def deadlines(self, reference: str) -> list[Deadline]:
-        """Every deadline of one case, open and settled, in the order they were set."""
+    def deadlines(self, reference: str, *, at: dt.datetime | None = None) -> list[Deadline]:
+        """Every deadline of one case, open and settled, in the order they were set.
+
+        ``at`` (default: now) is the moment the read is taken: an open deadline due by then is
+        ``overdue``, as ``overdue(at)`` would list it.
+        """
         _validate.lookup(reference, "reference", "a case reference")
+        now = self._at(at)
         with self._read() as conn:
             row = self._row(conn, reference)
             clock = self._clock_for(conn, row)
@@ -1626,28 +1631,49 @@ class Engine:
                 .where(deadlines.c.reference == reference)
                 .order_by(deadlines.c.id)
             ).all()
-            return [_deadlines.to_deadline(clock, d) for d in rows]
+            return [_deadlines.to_deadline(clock, d, at=now) for d in rows]
 
-    def due(self, before: dt.datetime, site: str | None = None) -> list[Deadline]:
-        """Open deadlines due before the instant ``before``, soonest first."""
+    def due(
+        self,
+        before: dt.datetime,
+        site: str | None = None,
+        *,
+        include_overdue: bool = True,
+        at: dt.datetime | None = None,
+    ) -> list[Deadline]:
+        """Open deadlines due before the instant ``before``, soonest first.
+
+        ``at`` (default: now) is the moment the read is taken: those due by then are ``overdue``
+        (as ``overdue(at)`` lists them), and ``include_overdue=False`` leaves them out.
+        """
         limit = _validate.instant(before, "before")
         site = self._optional_site(site)
-        return self._open_deadlines(limit, site, inclusive=False)
+        now = self._at(at)
+        after = None if include_overdue else now
+        return self._open_deadlines(limit, site, inclusive=False, now=now, after=after)
 
     def overdue(self, at: dt.datetime | None = None, site: str | None = None) -> list[Deadline]:
         """Open deadlines whose due date has ended by ``at`` (default: now), oldest first."""
         now = self._at(at)
         site = self._optional_site(site)
-        return self._open_deadlines(now, site, inclusive=True)
+        return self._open_deadlines(now, site, inclusive=True, now=now)
 
     def _open_deadlines(
-        self, limit: dt.datetime, site: str | None, *, inclusive: bool
+        self,
+        limit: dt.datetime,
+        site: str | None,
+        *,
+        inclusive: bool,
+        now: dt.datetime,
+        after: dt.datetime | None = None,
     ) -> list[Deadline]:
-        query, params = _reads.open_deadlines_query(limit=limit, inclusive=inclusive, site=site)
+        query, params = _reads.open_deadlines_query(
+            limit=limit, inclusive=inclusive, site=site, after=after
+        )
         with self._read() as conn:
             resolver = self._resolver(conn)
             return [
-                _deadlines.to_deadline(resolver.clock(row), row)
+                _deadlines.to_deadline(resolver.clock(row), row, at=now)
                 for row in conn.execute(query, params)
             ]
 

@@ -32,6 +32,18 @@ EventKind = Literal[
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
+#: The word every view shows for a deadline: its stored ``status``, or ``overdue`` for an open one
+#: already past due.
+DeadlineState = Literal["open", "overdue", "met", "missed", "cancelled"]
+
+
+def is_overdue(status: str, due_at: dt.datetime, at: dt.datetime) -> bool:
+    """Whether a deadline is overdue at the instant ``at``: still open and due by then.
+
+    The one test every read uses, the same comparison as ``Engine.overdue(at)`` makes in SQL
+    (``due_at <= at``): a deadline overdue in one view is overdue in all of them.
+    """
+    return status == "open" and due_at <= at
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -156,6 +168,10 @@ class Deadline:
 
     ``due_on`` is the local date it is due on; ``due_at`` the UTC instant that date ends in the
     site's time zone, after which it is overdue. ``stage`` is ``None`` for statutory clocks.
+
+    ``status`` is the stored lifecycle (``open``, ``met``, ``missed``, ``cancelled``); ``overdue``
+    says whether it was open and past due at the moment it was read (the engine's clock, or the
+    ``at=`` the read was given). :attr:`state` is the word to show people.
     """
 
     reference: str
@@ -172,7 +188,17 @@ class Deadline:
     site: str = ""
     #: A window's first day (a research visit held before it is refused); ``None`` otherwise.
     opens_on: dt.date | None = None
+    #: Open and past ``due_at`` when read (as ``Engine.overdue`` would list it then).
+    overdue: bool = False
     explanation: Explanation | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def state(self) -> DeadlineState:
+        """``overdue`` for an open deadline read past its due instant, else ``status``.
+
+        The one word the command line, its JSON and the report show for a deadline.
+        """
+        return "overdue" if self.overdue else self.status
 
     def explain(self) -> Explanation:
         """Why this deadline is due when it is (anchor, rule, holidays, pauses, extensions)."""

@@ -790,6 +790,18 @@ def test_extend_moves_a_deadline_within_its_limit(run: Run) -> None:
     assert "referral_decision" in refused.stderr
 
 
+def test_extend_says_when_the_deadline_is_still_overdue(run: Run) -> None:
+    """An extension granted late that leaves the deadline past due says it is still overdue."""
+    _open(run)  # referral decision due Mon 19 January 2026
+    result = run(
+        "case", "extend", "LDN-1", "referral_decision", "--reason", "awaiting records",
+        "--by", "1 working_days", "--at", "2026-01-23", *TM,
+    )  # fmt: skip
+    assert result.stdout == (
+        "LDN-1: referral_decision extended (extension 1); now due on 2026-01-20, still overdue\n"
+    )
+
+
 def test_extend_by_records_what_the_court_granted_up_to_the_step(run: Run) -> None:
     """`case extend --by` moves care_proceedings by the grant; beyond 8 weeks it exits 2."""
     run(
@@ -1018,6 +1030,88 @@ def test_overdue_lists_past_deadlines(run: Run) -> None:
     assert {d["reference"] for d in data} == {"LDN-1", "GLA-1"}
     assert set(data[0]) == DEADLINE_KEYS | {"days_overdue"}
     assert run("overdue", "--at", "2026-01-10").stdout == "nothing overdue\n"
+
+
+def _late_and_pending(run: Run) -> None:
+    """LDN-1's referral decision due Mon 19 January 2026, LDN-2's due Mon 26 January."""
+    _open(run, "LDN-1")
+    _open(run, "LDN-2", at="2026-01-12")
+
+
+def test_a_deadline_past_due_reads_overdue_in_case_show_text_and_json(run: Run) -> None:
+    """`case show` says overdue, as of --at, where the deadline is open and past due."""
+    _late_and_pending(run)
+    text = run("case", "show", "LDN-1", "--at", "2026-01-23").stdout
+    assert "referral_decision (stage referral): due on 2026-01-19, overdue\n" in text
+    before = run("case", "show", "LDN-1", "--at", "2026-01-12").stdout
+    assert "referral_decision (stage referral): due on 2026-01-19, open\n" in before
+    data = json.loads(run("case", "show", "LDN-1", "--json", "--at", "2026-01-23").stdout)
+    assert [d["status"] for d in data["deadlines"]] == ["overdue"]
+
+
+def test_overdue_json_says_overdue_with_the_days_overdue(run: Run) -> None:
+    """`overdue --json` gives status overdue beside positive days_overdue."""
+    _late_and_pending(run)
+    data = json.loads(run("overdue", "--json", "--at", "2026-01-23").stdout)
+    assert [(d["reference"], d["status"], d["days_overdue"]) for d in data] == [
+        ("LDN-1", "overdue", 4)
+    ]
+
+
+def test_due_leaves_out_what_is_overdue_by_default(run: Run) -> None:
+    """`due` lists only what is not yet overdue: status open, days left never negative."""
+    _late_and_pending(run)
+    lines = run("due", "--at", "2026-01-23").stdout.splitlines()
+    assert lines[0].split()[-2:] == ["days", "left"]
+    assert [line.split() for line in lines[1:]] == [
+        ["LDN-2", "london", "referral_decision", "referral", "2026-01-26", "3"]
+    ]
+    data = json.loads(run("due", "--json", "--at", "2026-01-23").stdout)
+    assert [(d["reference"], d["status"], d["days_left"]) for d in data] == [("LDN-2", "open", 3)]
+
+
+def test_due_with_include_overdue_adds_them_in_one_days_column_that_reads_right(
+    run: Run,
+) -> None:
+    """`due --include-overdue` lists overdue ones first: "4 overdue" beside "3 left"."""
+    _late_and_pending(run)
+    lines = run("due", "--include-overdue", "--at", "2026-01-23").stdout.splitlines()
+    assert lines[0].split() == ["reference", "site", "deadline", "stage", "due", "on", "days"]
+    assert [line.split() for line in lines[1:]] == [
+        ["LDN-1", "london", "referral_decision", "referral", "2026-01-19", "4", "overdue"],
+        ["LDN-2", "london", "referral_decision", "referral", "2026-01-26", "3", "left"],
+    ]
+    data = json.loads(run("due", "--include-overdue", "--json", "--at", "2026-01-23").stdout)
+    assert [set(d) - DEADLINE_KEYS for d in data] == [{"days_overdue"}, {"days_left"}]
+    assert [(d["reference"], d["status"]) for d in data] == [
+        ("LDN-1", "overdue"),
+        ("LDN-2", "open"),
+    ]
+    assert (data[0]["days_overdue"], data[1]["days_left"]) == (4, 3)
+    # The same deadline reads the same in `due --include-overdue` and in `overdue`.
+    overdue = json.loads(run("overdue", "--json", "--at", "2026-01-23").stdout)
+    assert overdue == data[:1]
+    help_text = run("due", "--help").stdout
+    assert "--include-overdue" in help_text
+
+
+def test_no_json_listing_says_open_beside_negative_days(run: Run) -> None:
+    """Across case show, due and overdue, an open status never comes with days past due."""
+    _late_and_pending(run)
+    at = ("--at", "2026-01-27")  # both overdue by now
+    outputs = [
+        json.loads(run("due", "--include-overdue", "--json", *at).stdout),
+        json.loads(run("overdue", "--json", *at).stdout),
+        *(
+            json.loads(run("case", "show", ref, "--json", *at).stdout)["deadlines"]
+            for ref in ("LDN-1", "LDN-2")
+        ),
+    ]
+    rows = [row for output in outputs for row in output]
+    assert len(rows) == 6
+    assert {row["status"] for row in rows} == {"overdue"}
+    assert all(row.get("days_left", 0) >= 0 for row in rows)
+    assert json.loads(run("due", "--json", *at).stdout) == []
 
 
 # -- sites ----------------------------------------------------------------------------------------

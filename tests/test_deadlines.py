@@ -987,3 +987,107 @@ def test_a_site_closure_moves_stage_deadlines_but_never_a_statutory_working_day_
         review = deadline(engine, "LDN-CL", "lac_review")
         assert review.due_on == date(2026, 2, 2)
         assert review.explain().skipped == ()
+
+
+# -- one vocabulary: overdue in every read ---------------------------------------------------------
+
+# LDN-O opened Mon 5 January 2026: referral decision due Mon 19 January (10 working days), which
+# ends at midnight UTC (GMT in winter): due_at 2026-01-20 00:00 UTC. LDN-N opened Mon 12 January:
+# due Mon 26 January. LDN-M accepted on 6 January: its referral decision met.
+O_DUE_AT = utc(2026, 1, 20)
+
+
+@pytest.fixture
+def three_referrals(db_url: str) -> Iterator[tuple[nw.Engine, FakeClock]]:
+    """LDN-O overdue, LDN-N open and LDN-M met, on a clock at Wed 21 January 2026, 09:00 UTC."""
+    clock = FakeClock(utc(2026, 1, 5, 10))
+    with migrated_engine(db_url, clock) as built:
+        open_case(built, "LDN-O", ENGLAND, utc(2026, 1, 5, 10))
+        open_case(built, "LDN-M", ENGLAND, utc(2026, 1, 5, 10))
+        enter(built, "LDN-M", "assessment", utc(2026, 1, 6, 10))
+        open_case(built, "LDN-N", ENGLAND, utc(2026, 1, 12, 10))
+        clock.set(utc(2026, 1, 21, 9))
+        yield built, clock
+
+
+def _referrals(found: list[nw.Deadline]) -> list[tuple[str, str]]:
+    return [(d.reference, d.state) for d in found if d.name == "referral_decision"]
+
+
+def test_a_deadline_past_due_is_overdue_in_every_read(
+    three_referrals: tuple[nw.Engine, FakeClock],
+) -> None:
+    """deadlines(), due() and overdue() all say overdue for an open deadline past due."""
+    engine, _ = three_referrals
+    late = deadline(engine, "LDN-O", "referral_decision")
+    assert (late.status, late.overdue, late.state) == ("open", True, "overdue")
+    pending = deadline(engine, "LDN-N", "referral_decision")
+    assert (pending.status, pending.overdue, pending.state) == ("open", False, "open")
+    met = deadline(engine, "LDN-M", "referral_decision")
+    assert (met.status, met.overdue, met.state) == ("met", False, "met")
+    # The same deadline, read by overdue() and due(), is the same value, flag and all.
+    assert engine.overdue() == [late]
+    assert _referrals(engine.due(before=utc(2026, 2, 1))) == [
+        ("LDN-O", "overdue"),
+        ("LDN-N", "open"),
+    ]
+    assert late in engine.due(before=utc(2026, 2, 1))
+
+
+def test_due_can_leave_out_what_is_already_overdue(
+    three_referrals: tuple[nw.Engine, FakeClock],
+) -> None:
+    """due(include_overdue=False) lists only deadlines not yet overdue; the default is as before."""
+    engine, _ = three_referrals
+    before = utc(2026, 2, 1)
+    assert _referrals(engine.due(before=before, include_overdue=False)) == [("LDN-N", "open")]
+    assert all(not d.overdue for d in engine.due(before=before, include_overdue=False))
+    assert [d.reference for d in engine.due(before, "london", include_overdue=False)] == ["LDN-N"]
+    # Measured from at= when given: on 15 January neither was overdue yet.
+    earlier = engine.due(before=before, include_overdue=False, at=utc(2026, 1, 15))
+    assert _referrals(earlier) == [("LDN-O", "open"), ("LDN-N", "open")]
+
+
+def test_overdue_is_judged_at_the_instant_of_the_read_as_overdue_judges_it(
+    three_referrals: tuple[nw.Engine, FakeClock],
+) -> None:
+    """At its due instant a deadline is overdue in every read; a microsecond before, in none."""
+    engine, clock = three_referrals
+    just_before = O_DUE_AT - dt.timedelta(microseconds=1)
+    for when, state in ((O_DUE_AT, "overdue"), (just_before, "open")):
+        late = [d for d in engine.overdue(at=when) if d.reference == "LDN-O"]
+        assert bool(late) is (state == "overdue")
+        read = [d for d in engine.deadlines("LDN-O", at=when) if d.name == "referral_decision"]
+        assert read[0].state == state
+        kept = engine.due(before=utc(2026, 2, 1), include_overdue=False, at=when)
+        assert ("LDN-O" in {d.reference for d in kept}) is (state == "open")
+        clock.set(when)
+        assert deadline(engine, "LDN-O", "referral_decision").state == state
+        assert _referrals(engine.due(before=utc(2026, 2, 1)))[0] == ("LDN-O", state)
+
+
+def test_the_reads_refuse_a_naive_instant(three_referrals: tuple[nw.Engine, FakeClock]) -> None:
+    """deadlines(at=) and due(at=) take aware datetimes only, as every instant in the API."""
+    engine, _ = three_referrals
+    naive = dt.datetime(2026, 1, 21, 9)
+    with pytest.raises(nw.InvalidInput):
+        engine.deadlines("LDN-O", at=naive)
+    with pytest.raises(nw.InvalidInput):
+        engine.due(before=utc(2026, 2, 1), at=naive)
+
+
+def test_extend_deadline_returns_the_deadline_as_of_the_extension(
+    three_referrals: tuple[nw.Engine, FakeClock],
+) -> None:
+    """An extension that leaves the deadline past due returns it overdue; a longer one, open."""
+    engine, _ = three_referrals
+    # Due Mon 19 January; one working day more is Tue 20 January, ended by the 21st.
+    short = engine.extend_deadline(
+        "LDN-O", "referral_decision", actor=TEAM_MANAGER, reason="late", by="1 working_days"
+    )
+    assert (short.due_on, short.overdue, short.state) == (date(2026, 1, 20), True, "overdue")
+    # LDN-N's (due Mon 26 January) plus 5 working days is Mon 2 February: open.
+    longer = engine.extend_deadline(
+        "LDN-N", "referral_decision", actor=TEAM_MANAGER, reason="awaiting records"
+    )
+    assert (longer.due_on, longer.overdue, longer.state) == (date(2026, 2, 2), False, "open")

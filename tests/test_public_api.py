@@ -364,3 +364,49 @@ def test_bundled_pathways_are_the_three_documented() -> None:
     for pathway_id, pathway in bundled.items():
         assert isinstance(pathway, nw.Pathway)
         assert pathway.id == pathway_id
+
+
+@pytest.mark.parametrize(
+    ("status", "overdue", "state"),
+    [
+        ("open", False, "open"),
+        ("open", True, "overdue"),
+        ("met", False, "met"),
+        ("missed", False, "missed"),
+        ("cancelled", False, "cancelled"),
+    ],
+)
+def test_deadline_state_is_overdue_when_overdue_else_its_status(
+    status: str, overdue: bool, state: str
+) -> None:
+    """Deadline.state is the word to show: "overdue" for an overdue one, else the status."""
+    deadline = nw.Deadline(
+        reference="R-1",
+        stage="referral",
+        name="referral_decision",
+        due_on=NOW.date(),
+        due_at=NOW,
+        status=status,  # type: ignore[arg-type]
+        settled_at=None,
+        extensions=0,
+        overdue=overdue,
+    )
+    assert deadline.state == state
+    assert deadline.status == status
+
+
+def test_a_deadline_is_not_overdue_unless_a_read_says_so() -> None:
+    """Deadline.overdue defaults to False, so a host building one keeps status and state alike."""
+    deadline = next(v for v in examples() if isinstance(v, nw.Deadline))
+    assert (deadline.overdue, deadline.state) == (False, "open")
+
+
+def test_new_read_arguments_are_keyword_only_with_the_old_defaults() -> None:
+    """due() gains include_overdue=True and at=None, deadlines() at=None, all keyword-only."""
+    due = inspect.signature(nw.Engine.due).parameters
+    assert list(due)[:3] == ["self", "before", "site"]
+    for name, default in (("include_overdue", True), ("at", None)):
+        assert due[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert due[name].default is default
+    at = inspect.signature(nw.Engine.deadlines).parameters["at"]
+    assert (at.kind, at.default) == (inspect.Parameter.KEYWORD_ONLY, None)

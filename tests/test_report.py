@@ -377,6 +377,48 @@ def test_report_timeline_has_a_bar_row_per_case(page: Node) -> None:
         assert any(child.tag == "title" for child in element.walk())
 
 
+def test_summary_marks_say_what_the_engines_deadlines_say(
+    engine: nw.Engine, summary: Summary
+) -> None:
+    """Each timeline mark's status is Deadline.state read at the same instant (no cancelled)."""
+    marks = {
+        (t.reference, m.name, m.occurrence): m.status
+        for s in summary.sites
+        for t in s.timelines
+        for m in t.deadlines
+    }
+    states = {
+        (d.reference, d.name, d.occurrence): d.state
+        for case in engine.cases(open_only=False)
+        for d in engine.deadlines(case.reference, at=AT)
+        if d.status != "cancelled"
+    }
+    assert marks == states
+    assert marks[("LDN-T-0002", "assessment", 1)] == "overdue"
+    listed = {(d.reference, d.name) for d in engine.overdue(at=AT)}
+    assert listed == {(ref, name) for (ref, name, _), state in marks.items() if state == "overdue"}
+
+
+def test_report_calls_a_deadline_past_due_overdue(engine: nw.Engine, page: Node) -> None:
+    """Marker tooltips, the legend and the on-time table use the word overdue."""
+    marker = next(
+        m
+        for m in page.by_id("timeline-london").by_class("marker")
+        if (m.attrs["data-reference"], m.attrs["data-deadline"]) == ("LDN-T-0002", "assessment")
+    )
+    assert "marker-overdue" in marker.classes
+    title = next(n for n in marker.walk() if n.tag == "title").text()
+    assert title.endswith("due 2025-04-04: BREACH: overdue")
+    html = build_report(engine, at=AT)
+    assert "past due" not in html
+    assert "breach: deadline overdue" in html
+    header = page.by_id("site-london").by_class("on-time", tag="table")[0].by_class("num")
+    assert [h.text() for h in header if h.tag == "th"][-2:] == ["Unsettled", "Overdue"]
+    text = format_summary(summarize(engine, at=AT))
+    rates_header = next(line for line in text.splitlines() if line.split()[:1] == ["deadline"])
+    assert rates_header.split()[-2:] == ["unsettled", "overdue"]
+
+
 def test_report_draws_each_pathway_in_use(page: Node) -> None:
     """Each pathway in use gets a drawn diagram and its mermaid source."""
     diagrams = page.by_class("diagram", tag="svg")

@@ -302,8 +302,8 @@ def _marker_title(reference: str, mark: DeadlineMark) -> str:
     state = {
         "met": f"met on {settled}",
         "missed": f"BREACH: missed, settled {settled}",
-        "overdue": "BREACH: open and past due",
-        "open": "open, not yet due",
+        "overdue": "BREACH: overdue",
+        "open": "open",
     }[mark.status]
     extended = f"; extended {mark.extensions}x" if mark.extensions else ""
     return f"{reference}: {name} ({what}) due {due}: {state}{extended}"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nim_workflow import _validate
 from nim_workflow._errors import InvalidInput
+from nim_workflow._values import is_overdue
 
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine
@@ -95,7 +96,8 @@ class StageDurations:
 class OnTimeRate:
     """How often one deadline rule was kept: ``rate = met / (met + missed)``.
 
-    ``open_overdue`` counts the open ones already past due, which are not in the rate yet.
+    ``open`` counts the unsettled ones (open or overdue) and ``open_overdue`` those of them that
+    are overdue; neither is in the rate yet.
     Cancelled deadlines (a case closed before they fell due) count for neither. ``rate`` is
     ``None`` when nothing was settled.
     """
@@ -149,9 +151,9 @@ class StageSpan:
 class DeadlineMark:
     """A deadline as the timeline draws it.
 
-    ``status`` is ``met``, ``missed`` (settled late, or past due when the case closed),
-    ``overdue`` (open and past due) or ``open`` (not yet due). ``breached`` is true for missed
-    and overdue.
+    ``status`` is the deadline's :attr:`~nim_workflow.Deadline.state` at the summary's instant:
+    ``met``, ``missed`` (settled late, or past due when the case closed), ``overdue`` (open and
+    past due) or ``open`` (not yet due). ``breached`` is true for missed and overdue.
     """
 
     name: str
@@ -397,14 +399,18 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
         return todays[pathway_of[reference]]
 
     # The site's open deadlines due before the due-soon horizon, soonest first (as ``due``
-    # lists them): those due by ``at`` are overdue (as ``overdue(at)`` lists them), the rest
-    # fall due soon.
+    # lists them): those overdue at ``at`` (as ``overdue(at)`` lists them, by the same test),
+    # and the rest, which fall due soon (as ``due(..., include_overdue=False, at=at)``).
     upcoming = [d for d in read.open_deadlines if d.reference in pathway_of]
     overdue = tuple(
-        item(d, (today(d.reference) - d.due_on).days) for d in upcoming if d.due_at <= at
+        item(d, (today(d.reference) - d.due_on).days)
+        for d in upcoming
+        if is_overdue(d.status, d.due_at, at)
     )
     due_soon = tuple(
-        item(d, (d.due_on - today(d.reference)).days) for d in upcoming if d.due_at > at
+        item(d, (d.due_on - today(d.reference)).days)
+        for d in upcoming
+        if not is_overdue(d.status, d.due_at, at)
     )
     closed = [c for c in cases if c.closed_at is not None]
     outcomes = Counter(c.outcome or "closed" for c in closed)
@@ -469,7 +475,7 @@ class _DeadlineRow(Protocol):
 
 
 def _mark_status(status: str, due_at: dt.datetime, at: dt.datetime) -> MarkStatus | None:
-    """How a deadline counts at ``at``; ``None`` for a cancelled one."""
+    """How a deadline counts at ``at`` (its ``state`` then); ``None`` for a cancelled one."""
     if status == "met":
         return "met"
     if status == "missed":
@@ -478,7 +484,7 @@ def _mark_status(status: str, due_at: dt.datetime, at: dt.datetime) -> MarkStatu
         # Cancelled before it fell due (closing marks an overdue deadline missed): it neither
         # counts for the rate nor appears on the timeline.
         return None
-    return "overdue" if due_at <= at else "open"
+    return "overdue" if is_overdue(status, due_at, at) else "open"
 
 
 def _final_stages(engine: Engine, pathway_id: str) -> frozenset[str]:
@@ -584,7 +590,7 @@ def _site_text(site: SiteSummary, due_soon_days: int) -> list[str]:
     lines.append("")
     lines.append("On-time rate by deadline rule (met / (met + missed))")
     lines += _table(
-        ["deadline", "met", "missed", "on time", "open", "open past due"],
+        ["deadline", "met", "missed", "on time", "unsettled", "overdue"],
         [
             [r.rule, str(r.met), str(r.missed), _rate(r.rate), str(r.open), str(r.open_overdue)]
             for r in site.on_time

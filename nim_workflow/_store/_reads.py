@@ -86,37 +86,49 @@ def cases_query(
     return _CASES[(site is not None, stage is not None, open_only)], params
 
 
-def _open_deadlines_statement(inclusive: bool, by_site: bool) -> sa.Select[Any]:
+def _open_deadlines_statement(inclusive: bool, by_site: bool, after: bool) -> sa.Select[Any]:
     limit = sa.bindparam("limit", type_=deadlines.c.due_at.type)
     query = (
         sa.select(deadlines, cases.c.pathway_id, cases.c.pathway_version)
         .join(cases, cases.c.reference == deadlines.c.reference)
         .where(OPEN, deadlines.c.due_at <= limit if inclusive else deadlines.c.due_at < limit)
     )
+    if after:
+        query = query.where(
+            deadlines.c.due_at > sa.bindparam("after", type_=deadlines.c.due_at.type)
+        )
     if by_site:
         query = query.where(deadlines.c.site == sa.bindparam("site"))
     return query.order_by(deadlines.c.due_at, deadlines.c.reference, deadlines.c.id)
 
 
 _OPEN_DEADLINES = {
-    (inclusive, by_site): _open_deadlines_statement(inclusive, by_site)
+    (inclusive, by_site, after): _open_deadlines_statement(inclusive, by_site, after)
     for inclusive in (False, True)
     for by_site in (False, True)
+    for after in (False, True)
 }
 
 
 def open_deadlines_query(
-    *, limit: dt.datetime, inclusive: bool, site: str | None
+    *,
+    limit: dt.datetime,
+    inclusive: bool,
+    site: str | None,
+    after: dt.datetime | None = None,
 ) -> tuple[sa.Select[Any], dict[str, Any]]:
     """Open deadlines due before ``limit`` (or at it, if ``inclusive``), soonest first.
 
+    With ``after``, only those due after that instant: not yet overdue at it.
     Ordered by due instant, reference and id: the order of the partial indexes, so a listing is
     one range scan. Each row carries its case's pathway id and version.
     """
     params: dict[str, Any] = {"limit": limit}
     if site is not None:
         params["site"] = site
-    return _OPEN_DEADLINES[(inclusive, site is not None)], params
+    if after is not None:
+        params["after"] = after
+    return _OPEN_DEADLINES[(inclusive, site is not None, after is not None)], params
 
 
 #: One case's stays, oldest first (``reference`` bound).
