@@ -276,7 +276,7 @@ def _check_checkpoints(
             since = (
                 f"the checkpoint of {good.size} signed {_audit.instant(good.signed_at)} still "
                 f"matches, so an entry between seq {good.size + 1} and seq {cp.size} was changed"
-                if (good is not None) and False
+                if good is not None
                 else f"an entry at or before seq {cp.size} was changed"
             )
             found.add(f"{name}: the log is not a consistent extension of it ({since})")
