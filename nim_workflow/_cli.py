@@ -320,13 +320,25 @@ def _echo_json(data: Any) -> None:
 
 
 def _wants_json(ctx: click.Context, flag: bool) -> bool:
+    """Whether to print JSON: the command's ``--json`` or the group's, which mean the same."""
     return flag or _runtime(ctx).json
 
 
 def _json_option(func: _F) -> _F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
-        func
-    )
+    """``--json``, declared on every command that prints (the group's own is the same flag).
+
+    A command honours it with one JSON document on stdout, or refuses it (exit 2, saying why)
+    where one document cannot be printed: it is never silently ignored.
+    """
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document instead of text."
+    )(func)
+
+
+def _refuse_json(ctx: click.Context, as_json: bool, why: str) -> None:
+    """Exit 2 with ``why`` if JSON was asked for where this use of a command cannot print it."""
+    if _wants_json(ctx, as_json):
+        raise click.UsageError(f"--json is not available {why}", ctx)
 
 
 def _local(moment: dt.datetime | None, tz: ZoneInfo) -> str:
@@ -495,6 +507,26 @@ def _case_actor(engine: nw.Engine, actor_id: str | None, reference: str) -> nw.A
     return member.actor()
 
 
+def _fact_option(help_text: str) -> Callable[[_F], _F]:
+    """``--fact NAME=VALUE``, repeatable: the one way every command takes facts."""
+    return click.option("--fact", "facts", multiple=True, metavar="NAME=VALUE", help=help_text)
+
+
+class _DeprecatedArgument(click.Argument):
+    """A positional kept for one release: still accepted, no longer shown in the usage line."""
+
+    def get_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return []
+
+
+def _stage_label(definition: nw.Pathway, stage: str) -> str:
+    """A stage as text output names it: the pathway's title for it (JSON keeps the id)."""
+    try:
+        return definition.stage(stage).title or stage
+    except KeyError:  # a stage a newer version dropped, read through the newest definition
+        return stage
+
+
 def _at_option(help_text: str) -> Callable[[_F], _F]:
     return click.option("--at", "at", type=WHEN, default=None, metavar="WHEN", help=help_text)
 
@@ -504,6 +536,10 @@ _AT_ACTION = (
     "(2026-03-02T09:30+00:00). Default: now."
 )
 _AT_ASOF = "Look as of this date (noon UTC) or zoned datetime instead of now."
+_AT_DEADLINES = (
+    _AT_ASOF + " A past date is refused if any case listed changed after it (the deadlines "
+    "are read as they are stored now)."
+)
 
 
 def _examples(*lines: str) -> str:
@@ -535,7 +571,12 @@ def _examples(*lines: str) -> str:
     metavar="URL",
     help="The database: a SQLAlchemy URL (sqlite:///file.db or postgresql+psycopg://...).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print listings as JSON instead of tables.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document instead of text (the same as each command's --json).",
+)
 @click.version_option(nw.__version__, "--version", prog_name="nim-workflow")
 @click.pass_context
 def main(ctx: click.Context, url: str, as_json: bool) -> None:
@@ -587,13 +628,16 @@ def _optional_part(what: str) -> Iterator[None]:
     show_default=True,
     help="Where to write the coordinator's HTML report.",
 )
-def demo(url: str, html: str) -> None:
+@_json_option
+@click.pass_context
+def demo(ctx: click.Context, url: str, html: str, as_json: bool) -> None:
     """Run a simulated three-site cohort through 18 months of pathway and show the results.
 
     The clock is simulated, and its 18 months end today, so the other commands (on the real
     clock) see what the summary shows. The demo's database is rebuilt from scratch each time,
     and only a database the demo created is ever replaced (see --db). Prints the coordinator's
     summary and the commands that read the demo's database, and writes the HTML report.
+    With --json: the summary's counts, what the demo did, and where its files are.
     """
     with _optional_part("the demo"):
         from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, run_demo
@@ -618,8 +662,25 @@ def demo(url: str, html: str) -> None:
             _fail(
                 f"the demo cannot use the database at {_describe(url)}: {text[0]}", EXIT_BAD_INPUT
             )
-    _echo(format_summary(result.summary))
     fallback = result.operator == FALLBACK_OPERATOR
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            {
+                "database": result.url,
+                "html": str(result.html) if result.html else None,
+                "as_of": result.as_of,
+                "operator": result.operator,
+                # Shallow: asdict would deep-copy the read-only mapping of events by kind.
+                "counts": {
+                    f.name: getattr(result.counts, f.name)
+                    for f in dataclasses.fields(result.counts)
+                },
+                "summary": _summary_json(result.summary),
+                "commands": _demo_commands(result.url, actor=result.operator if fallback else None),
+            }
+        )
+        return
+    _echo(format_summary(result.summary))
     who = f"--actor {result.operator}" if fallback else "you"
     _echo(
         f"staff roster: {result.operator} ({who}) is {' and '.join(sorted(OPERATOR_ROLES))} "
@@ -630,6 +691,31 @@ def demo(url: str, html: str) -> None:
         _echo(f"  {line}")
     if result.html:
         _echo(f"report: {result.html}")
+
+
+def _summary_json(summary: Any) -> dict[str, Any]:
+    """The coordinator's summary as counts per site, by identifier (``--json`` of demo, report)."""
+    return {
+        "at": summary.at,
+        "sites": [
+            {
+                "site": s.site,
+                "pathways": list(s.pathway_ids),
+                "opened": s.opened,
+                "closed": s.closed,
+                "open": s.open,
+                "outcomes": dict(s.outcomes),
+                "open_by_stage": {g.stage: len(g.cases) for g in s.open_by_stage},
+                "on_time": {
+                    r.rule: {"met": r.met, "missed": r.missed, "open": r.open, "rate": r.rate}
+                    for r in s.on_time
+                },
+                "overdue": len(s.overdue),
+                "due_soon": len(s.due_soon),
+            }
+            for s in summary.sites
+        ],
+    }
 
 
 def _demo_commands(url: str, *, actor: str | None) -> list[str]:
@@ -659,8 +745,9 @@ def db() -> None:
 
 
 @db.command("upgrade", epilog=_examples("nim-workflow --db sqlite:///nim-workflow.db db upgrade"))
+@_json_option
 @click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
+def db_upgrade(ctx: click.Context, as_json: bool) -> None:
     """Create the database's schema, or upgrade it to this version; safe to run again."""
     runtime = _runtime(ctx)
     engine = nw.Engine(runtime.url)
@@ -676,6 +763,9 @@ def db_upgrade(ctx: click.Context) -> None:
         engine.close()
     for message in found.messages:
         _echo(f"warning: {message}", err=True)
+    if _wants_json(ctx, as_json):
+        _echo_json({"database": _describe(runtime.url), "warnings": found.messages})
+        return
     _echo(f"database ready: {_describe(runtime.url)}")
 
 
@@ -700,22 +790,31 @@ def pathway() -> None:
 
 @pathway.command("validate", epilog=_examples("nim-workflow pathway validate pathways/*.yaml"))
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-def pathway_validate(files: tuple[str, ...]) -> None:
+@_json_option
+@click.pass_context
+def pathway_validate(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Check pathway files; print every problem as file:line: field: message.
 
     Exits 2 if any file is invalid.
     """
-    invalid = False
+    results: list[dict[str, Any]] = []
     for name in files:
         try:
             loaded = nw.load_pathway(name)
         except nw.PathwayError as exc:
-            invalid = True
-            for problem in exc.problems:
-                _echo(str(problem))
+            problems = [str(problem) for problem in exc.problems]
+            results.append({"file": name, "ok": False, "problems": problems})
             continue
-        _echo(f"ok {name}: {loaded.id} v{loaded.version}")
-    if invalid:
+        results.append({"file": name, "ok": True, "id": loaded.id, "version": loaded.version})
+    if _wants_json(ctx, as_json):
+        _echo_json(results)
+    else:
+        for result in results:
+            if result["ok"]:
+                _echo(f"ok {result['file']}: {result['id']} v{result['version']}")
+            for problem in result.get("problems", ()):
+                _echo(problem)
+    if not all(result["ok"] for result in results):
         raise click.exceptions.Exit(EXIT_BAD_INPUT)
 
 
@@ -735,8 +834,15 @@ def pathway_validate(files: tuple[str, ...]) -> None:
     show_default=True,
     help="text: stages, transitions, roles and deadlines; mermaid: a stateDiagram-v2.",
 )
-def pathway_show(pathway_id: str, fmt: str) -> None:
-    """Show a bundled pathway (or a pathway file): stages, transitions, roles, deadlines."""
+@_json_option
+@click.pass_context
+def pathway_show(ctx: click.Context, pathway_id: str, fmt: str, as_json: bool) -> None:
+    """Show a bundled pathway (or a pathway file): stages, transitions, roles, deadlines.
+
+    With --json: the same as plain data, by identifier and title (not with --format mermaid).
+    """
+    if fmt == "mermaid":
+        _refuse_json(ctx, as_json, "with --format mermaid: the diagram is text to render")
     bundled = nw.bundled_pathways()
     if pathway_id in bundled:
         definition = bundled[pathway_id]
@@ -747,8 +853,52 @@ def pathway_show(pathway_id: str, fmt: str) -> None:
         raise nw.InvalidInput(
             f"no pathway {pathway_id!r}: give a bundled id ({known}) or a pathway file"
         )
+    if _wants_json(ctx, as_json):
+        _echo_json(_pathway_json(definition))
+        return
     render = render_mermaid if fmt == "mermaid" else render_text
     _echo(render(definition), nl=False)
+
+
+def _pathway_json(definition: nw.Pathway) -> dict[str, Any]:
+    return {
+        "id": definition.id,
+        "version": definition.version,
+        "title": definition.title,
+        "calendar": definition.calendar,
+        "timezone": definition.timezone,
+        "roles": dict(definition.roles),
+        "facts": {
+            name: {"type": spec.type, "values": list(spec.values)}
+            for name, spec in definition.facts.items()
+        },
+        "stages": [
+            {"id": s.id, "title": s.title, "initial": s.initial, "final": s.final}
+            for s in definition.stages
+        ],
+        "transitions": [
+            {
+                "trigger": t.trigger,
+                "sources": list(t.sources),
+                "dest": t.dest,
+                "roles": sorted(t.roles),
+                "requires": list(t.requires),
+                "reason_required": t.reason_required,
+                "outcome": t.outcome,
+            }
+            for t in definition.transitions
+        ],
+        "deadlines": [
+            {
+                "name": rule.name,
+                "stage": rule.stage,
+                "anchor_fact": rule.anchor_fact,
+                "duration": str(rule.duration),
+                "escalate_to": rule.escalate_to,
+            }
+            for rule in definition.deadlines
+        ],
+    }
 
 
 # -- case -----------------------------------------------------------------------------------------
@@ -769,9 +919,10 @@ def case() -> None:
 @click.argument("reference")
 @click.option("--pathway", "pathway_id", required=True, help="The pathway id, e.g. nim-uk-england.")
 @click.option("--site", required=True, help="The site running the case, e.g. london.")
-@click.option("--fact", "facts", multiple=True, metavar="NAME=VALUE", help="A fact to record.")
+@_fact_option("A fact to record; repeat for more.")
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_open(
     ctx: click.Context,
@@ -781,6 +932,7 @@ def case_open(
     facts: tuple[str, ...],
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Open a case in its pathway's first stage and start that stage's deadlines.
 
@@ -800,9 +952,13 @@ def case_open(
         at=at,
         facts=_parse_facts(definition, facts),
     )
+    if _wants_json(ctx, as_json):
+        _echo_json(_case_json(opened))
+        return
     _echo(
         f"opened {opened.reference} on {opened.pathway_id} v{opened.pathway_version} at "
-        f"{opened.site}: stage {opened.stage} (version {opened.version})"
+        f"{opened.site}: stage {_stage_label(definition, opened.stage)} "
+        f"(version {opened.version})"
     )
 
 
@@ -816,9 +972,7 @@ def case_open(
 @click.argument("reference")
 @click.argument("trigger")
 @click.option("--reason", default=None, help="Why (some triggers, such as withdraw, need one).")
-@click.option(
-    "--fact", "facts", multiple=True, metavar="NAME=VALUE", help="A fact to record first."
-)
+@_fact_option("A fact to record first; repeat for more.")
 @click.option(
     "--expected-version",
     type=int,
@@ -828,6 +982,7 @@ def case_open(
 )
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_fire(
     ctx: click.Context,
@@ -838,6 +993,7 @@ def case_fire(
     expected_version: int | None,
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Fire a trigger: move the case to its next stage if the pathway allows it.
 
@@ -846,16 +1002,23 @@ def case_fire(
     engine = _runtime(ctx).engine()
     actor = _case_actor(engine, actor_id, reference)
     before = engine.case(reference)
+    definition = _pathway_of(engine, before)
     moved = engine.fire(
         reference,
         trigger,
         actor=actor,
         reason=reason,
         at=at,
-        facts=_parse_facts(_pathway_of(engine, before), facts),
+        facts=_parse_facts(definition, facts),
         expected_version=expected_version,
     )
-    text = f"{moved.reference}: {trigger}: {before.stage} -> {moved.stage}"
+    if _wants_json(ctx, as_json):
+        _echo_json({**_case_json(moved), "trigger": trigger, "from_stage": before.stage})
+        return
+    text = (
+        f"{moved.reference}: {trigger}: {_stage_label(definition, before.stage)} -> "
+        f"{_stage_label(definition, moved.stage)}"
+    )
     if moved.outcome is not None:
         text += f", closed with outcome {moved.outcome}"
     _echo(f"{text} (version {moved.version})")
@@ -864,30 +1027,48 @@ def case_fire(
 @case.command(
     "record",
     epilog=_examples(
-        "nim-workflow case record LDN-2026-0001 proceedings_issued_on=2026-02-02",
+        "nim-workflow case record LDN-2026-0001 --fact proceedings_issued_on=2026-02-02",
     ),
 )
 @click.argument("reference")
-@click.argument("facts", nargs=-1, required=True, metavar="NAME=VALUE...")
+@click.argument("positional_facts", nargs=-1, metavar="[NAME=VALUE]...", cls=_DeprecatedArgument)
+@_fact_option("A fact to record; repeat for more (at least one).")
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_record(
     ctx: click.Context,
     reference: str,
+    positional_facts: tuple[str, ...],
     facts: tuple[str, ...],
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Record facts on a case: true/false, ISO dates, or one of a fact's values.
 
-    A date fact such as proceedings_issued_on starts or moves its statutory clock.
+    A date fact such as proceedings_issued_on starts or moves its statutory clock. The old
+    form, NAME=VALUE without --fact, still works in this release but is deprecated.
     """
+    if positional_facts:
+        # Kept for one release so that scripts written against it keep recording (a fact
+        # silently not recorded would be worse than a warning); removed in the next.
+        _echo(
+            "warning: `case record REFERENCE NAME=VALUE` is deprecated and will be removed in "
+            "the next release; write `--fact NAME=VALUE`, as `case open` and `case fire` take",
+            err=True,
+        )
+    if not facts and not positional_facts:
+        raise click.UsageError("give at least one fact to record: --fact NAME=VALUE", ctx)
     engine = _runtime(ctx).engine()
     actor = _case_actor(engine, actor_id, reference)
     before = engine.case(reference)
-    parsed = _parse_facts(_pathway_of(engine, before), facts)
+    parsed = _parse_facts(_pathway_of(engine, before), (*positional_facts, *facts))
     after = engine.record(reference, parsed, actor=actor, at=at)
+    if _wants_json(ctx, as_json):
+        _echo_json({**_case_json(after), "changed": after.version != before.version})
+        return
     if after.version == before.version:
         _echo(f"{reference}: nothing changed; those facts were already recorded")
         return
@@ -905,6 +1086,7 @@ def case_record(
 @click.option("--reason", required=True, help="Why the clock stops.")
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_pause(
     ctx: click.Context,
@@ -912,6 +1094,7 @@ def case_pause(
     reason: str,
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Stop a case's clock: its stage deadlines stand still until it is resumed.
 
@@ -920,8 +1103,12 @@ def case_pause(
     engine = _runtime(ctx).engine()
     actor = _case_actor(engine, actor_id, reference)
     paused = engine.pause(reference, actor=actor, reason=reason, at=at)
+    if _wants_json(ctx, as_json):
+        _echo_json(_case_json(paused))
+        return
     _echo(
-        f"{reference}: paused in stage {paused.stage}; its stage deadlines stand still "
+        f"{reference}: paused in stage {_stage_label(_pathway_of(engine, paused), paused.stage)}; "
+        "its stage deadlines stand still "
         "(statutory clocks run on)"
     )
 
@@ -934,6 +1121,7 @@ def case_pause(
 @click.option("--reason", default=None, help="Why the clock restarts (optional).")
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_resume(
     ctx: click.Context,
@@ -941,13 +1129,20 @@ def case_resume(
     reason: str | None,
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Restart a paused case's clock; its stage deadlines move later by the paused time.
 
     Prints the open deadlines' new due dates.
     """
     engine = _runtime(ctx).engine()
-    engine.resume(reference, actor=_case_actor(engine, actor_id, reference), at=at, reason=reason)
+    resumed = engine.resume(
+        reference, actor=_case_actor(engine, actor_id, reference), at=at, reason=reason
+    )
+    if _wants_json(ctx, as_json):
+        still_open = [d for d in engine.deadlines(reference) if d.status == "open"]
+        _echo_json({**_case_json(resumed), "deadlines": [_deadline_json(d) for d in still_open]})
+        return
     _echo(f"{reference}: resumed")
     for deadline in engine.deadlines(reference):
         if deadline.status == "open":
@@ -973,6 +1168,7 @@ def case_resume(
 )
 @_at_option(_AT_ACTION)
 @_acting_options
+@_json_option
 @click.pass_context
 def case_extend(
     ctx: click.Context,
@@ -982,6 +1178,7 @@ def case_extend(
     by: str | None,
     at: dt.datetime | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Extend one open deadline by what was granted, up to its rule's step.
 
@@ -991,6 +1188,9 @@ def case_extend(
     engine = _runtime(ctx).engine()
     actor = _case_actor(engine, actor_id, reference)
     extended = engine.extend_deadline(reference, deadline, actor=actor, reason=reason, at=at, by=by)
+    if _wants_json(ctx, as_json):
+        _echo_json(_deadline_json(extended))
+        return
     still = ", still overdue" if extended.overdue else ""
     _echo(
         f"{reference}: {extended.name} extended (extension {extended.extensions}); "
@@ -1087,7 +1287,10 @@ def case_upgrade(
 
 @case.command("show", epilog=_examples("nim-workflow case show LDN-2026-0001"))
 @click.argument("reference")
-@_at_option(_AT_ASOF + " Counts working days in the current stage up to it.")
+@_at_option(
+    _AT_ASOF + " Counts working days in the current stage up to it. A past date is refused "
+    "if the case changed after it (see `cases --at` for the stage it was in then)."
+)
 @_json_option
 @click.pass_context
 def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_json: bool) -> None:
@@ -1101,10 +1304,12 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     current = engine.case(reference)
     definition = _pathway_of(engine, current)
     tz = ZoneInfo(definition.timezone)
+    trail = engine.audit(reference)
+    if at is not None:
+        _shown_as_of(ctx, current, trail, at, tz)
     history = engine.history(reference, at=at)
     deadlines = engine.deadlines(reference, at=at)
     pauses = engine.pauses(reference)
-    trail = engine.audit(reference)
     if _wants_json(ctx, as_json):
         _echo_json(
             {
@@ -1131,7 +1336,8 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     lines = [
         f"{current.reference}  {current.pathway_id} v{current.pathway_version}  "
         f"site {current.site} ({definition.timezone})",
-        f"stage: {current.stage} since {_local(current.stage_entered_at, tz)} "
+        f"stage: {_stage_label(definition, current.stage)} since "
+        f"{_local(current.stage_entered_at, tz)} "
         f"(version {current.version})",
     ]
     if current.paused:
@@ -1142,7 +1348,7 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     lines += ["", "Timeline"]
     rows = [
         (
-            i.stage,
+            _stage_label(definition, i.stage),
             _local(i.entered_at, tz),
             _local(i.left_at, tz),
             i.working_days,
@@ -1155,7 +1361,11 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     if not deadlines:
         lines.append("  none")
     for d in deadlines:
-        where = f"stage {d.stage}" if d.stage is not None else "statutory clock"
+        where = (
+            f"stage {_stage_label(definition, d.stage)}"
+            if d.stage is not None
+            else "statutory clock"
+        )
         settled = f" {_local(d.settled_at, tz)}" if d.settled_at is not None else ""
         occurrence = f" #{d.occurrence}" if d.occurrence > 1 else ""
         extensions = f", extended {d.extensions}x" if d.extensions else ""
@@ -1177,7 +1387,7 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
             _local(event.at, tz),
             event.actor_id,
             event.action,
-            _change(event),
+            _change(definition, event),
             _audit_note(event),
         )
         for event in trail
@@ -1186,16 +1396,48 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
     _echo("\n".join(lines))
 
 
+def _shown_as_of(
+    ctx: click.Context,
+    current: nw.Case,
+    trail: Sequence[nw.AuditEvent],
+    at: dt.datetime,
+    tz: ZoneInfo,
+) -> None:
+    """Refuse (exit 2) an ``--at`` before the case existed or before its last change.
+
+    The engine keeps a case's stages, facts and deadlines as they are now; they are the case as
+    it was at ``at`` only if nothing changed them since. Refused actions and alarms change
+    nothing, so they do not count.
+    """
+    when = _local(at, tz)
+    if current.opened_at > at:
+        raise click.UsageError(
+            f"{current.reference} was opened {_local(current.opened_at, tz)}, after --at {when}",
+            ctx,
+        )
+    changes = [e for e in trail if e.at > at and e.action not in ("denied", *_ALARMS)]
+    if changes:
+        last = changes[-1]
+        raise click.UsageError(
+            f"--at {when} is before {current.reference}'s last change ({last.action} "
+            f"{_local(last.at, tz)}): `case show` reads the case as it is stored now, which is "
+            "not how it was then; for the stage it was in then use `cases --at`, and its "
+            "timeline and audit trail are in `case show` without --at",
+            ctx,
+        )
+
+
 def _indent(text: str) -> list[str]:
     return [f"  {line}" for line in text.splitlines()]
 
 
-def _change(event: nw.AuditEvent) -> str:
-    if event.from_stage is not None and event.to_stage is not None:
-        if event.from_stage == event.to_stage:
-            return event.to_stage
-        return f"{event.from_stage} -> {event.to_stage}"
-    return event.to_stage or event.from_stage or "-"
+def _change(definition: nw.Pathway, event: nw.AuditEvent) -> str:
+    """The audit entry's stage, or its move, by the stages' titles."""
+    before, after = event.from_stage, event.to_stage
+    if before is not None and after is not None and before != after:
+        return f"{_stage_label(definition, before)} -> {_stage_label(definition, after)}"
+    stage = after or before
+    return "-" if stage is None else _stage_label(definition, stage)
 
 
 def _audit_note(event: nw.AuditEvent) -> str:
@@ -1283,6 +1525,18 @@ def staff() -> None:
     """
 
 
+def _member_json(m: nw.StaffMember) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "roles": sorted(m.roles),
+        "sites": sorted(m.sites),
+        "active": m.active,
+        "added_at": m.added_at,
+        "updated_at": m.updated_at,
+        "removed_at": m.removed_at,
+    }
+
+
 def _staff_text(member: nw.StaffMember) -> str:
     return f"roles {_joined(member.roles)}; sites {_joined(member.sites)}"
 
@@ -1314,6 +1568,7 @@ def _staff_text(member: nw.StaffMember) -> str:
 )
 @click.option("--reason", default=None, help="Why, for the audit log.")
 @_actor_option
+@_json_option
 @click.pass_context
 def staff_add(
     ctx: click.Context,
@@ -1322,6 +1577,7 @@ def staff_add(
     sites: tuple[str, ...],
     reason: str | None,
     actor_id: str | None,
+    as_json: bool,
 ) -> None:
     """Put a person on the staff roster, or replace their roles and sites; audited.
 
@@ -1355,6 +1611,9 @@ def staff_add(
         verb = "updated"
     else:
         verb = "added again"
+    if _wants_json(ctx, as_json):
+        _echo_json({**_member_json(member), "change": verb, "first_administrator": bootstrap})
+        return
     _echo(f"{verb} {member.id} on the staff roster: {_staff_text(member)}")
     if bootstrap:
         _echo(f"{member.id} is the roster's first {ROSTER_ROLE}")
@@ -1364,9 +1623,10 @@ def staff_add(
 @click.argument("staff_id", metavar="ID")
 @click.option("--reason", default=None, help="Why, for the audit log.")
 @_actor_option
+@_json_option
 @click.pass_context
 def staff_remove(
-    ctx: click.Context, staff_id: str, reason: str | None, actor_id: str | None
+    ctx: click.Context, staff_id: str, reason: str | None, actor_id: str | None, as_json: bool
 ) -> None:
     """Take a person off the staff roster; audited. They can no longer act here.
 
@@ -1376,6 +1636,9 @@ def staff_remove(
     engine = _runtime(ctx).engine()
     actor = _member(engine, actor_id).actor()
     member = engine.remove_staff(staff_id, actor=actor, reason=reason)
+    if _wants_json(ctx, as_json):
+        _echo_json(_member_json(member))
+        return
     _echo(f"removed {member.id} from the staff roster (they held {_staff_text(member)})")
 
 
@@ -1390,20 +1653,7 @@ def staff_list(ctx: click.Context, include_removed: bool, as_json: bool) -> None
     engine = _runtime(ctx).engine()
     members = engine.roster(include_removed=include_removed)
     if _wants_json(ctx, as_json):
-        _echo_json(
-            [
-                {
-                    "id": m.id,
-                    "roles": sorted(m.roles),
-                    "sites": sorted(m.sites),
-                    "active": m.active,
-                    "added_at": m.added_at,
-                    "updated_at": m.updated_at,
-                    "removed_at": m.removed_at,
-                }
-                for m in members
-            ]
-        )
+        _echo_json([_member_json(m) for m in members])
         return
     if not members:
         _echo(
@@ -1490,7 +1740,10 @@ def site_list(ctx: click.Context, as_json: bool) -> None:
 @click.option("--site", default=None, help="Only this site's cases.")
 @click.option("--stage", default=None, help="Only cases in this stage.")
 @click.option("--all", "include_closed", is_flag=True, help="Include closed cases.")
-@_at_option(_AT_ASOF)
+@_at_option(
+    "Show the cases as they were at this date (noon UTC) or zoned datetime: the stage each was "
+    "in, days in it up to then, only cases opened by then. Default: now."
+)
 @_json_option
 @click.pass_context
 def cases_command(
@@ -1503,15 +1756,24 @@ def cases_command(
 ) -> None:
     """List open cases with their stage and how long they have been in it.
 
-    Days in stage are counted in calendar days and in the site's working days.
+    Days in stage are counted in calendar days and in the site's working days. With --at in
+    the past the listing is rebuilt from the stage history as it was then; the JSON's facts
+    and version are then null (the case as stored now holds only their current values).
     """
     engine = _runtime(ctx).engine()
-    now = at or engine.now()
+    now = engine.now()
+    if at is not None and at < now:
+        then = _cases_then(engine, at, site=site, stage=stage, include_closed=include_closed)
+        if _wants_json(ctx, as_json):
+            _echo_json([record for _, record in then])
+        else:
+            _print_cases(engine, then, include_closed=include_closed)
+        return
+    now = at or now
     found = engine.cases(site=site, stage=stage, open_only=not include_closed)
     # The current stay of every open case listed, in one read rather than one per case.
     current = engine._bulk_history(now, site=site, stage=stage, open_only=True, latest=True)
     records = []
-    since: list[dt.date] = []
     for item in found:
         tz = ZoneInfo(_pathway_of(engine, item).timezone)
         entered = item.stage_entered_at.astimezone(tz).date()
@@ -1522,37 +1784,106 @@ def cases_command(
             # A case that moved on since the listing was read is asked about on its own.
             stays = current.get(item.reference) or engine.history(item.reference, at=now)
             working = stays[-1].working_days
-        since.append(entered)
         records.append(
             {**_case_json(item), "days_in_stage": days, "working_days_in_stage": working}
         )
     if _wants_json(ctx, as_json):
         _echo_json(records)
         return
+    _print_cases(engine, list(zip(found, records, strict=True)), include_closed=include_closed)
+
+
+def _print_cases(
+    engine: nw.Engine,
+    records: Sequence[tuple[nw.Case, dict[str, Any]]],
+    *,
+    include_closed: bool,
+) -> None:
+    """The ``cases`` table: stages by their titles, entry dates in the site's time zone."""
     if not records:
         _echo("no cases" if include_closed else "no open cases")
         return
     headers = ("reference", "site", "pathway", "stage", "since", "days", "working days", "state")
-    rows = [
-        (
-            item.reference,
-            item.site,
-            item.pathway_id,
-            item.stage,
-            entered,
-            record["days_in_stage"],
-            record["working_days_in_stage"],
-            _state(item),
+    rows = []
+    for item, record in records:
+        definition = _pathway_of(engine, item)
+        entered = record["stage_entered_at"].astimezone(ZoneInfo(definition.timezone)).date()
+        rows.append(
+            (
+                item.reference,
+                item.site,
+                item.pathway_id,
+                _stage_label(definition, record["stage"]),
+                entered,
+                record["days_in_stage"],
+                record["working_days_in_stage"],
+                _state(record),
+            )
         )
-        for item, entered, record in zip(found, since, records, strict=True)
-    ]
     _echo(_table(headers, rows))
 
 
-def _state(item: nw.Case) -> str:
-    if not item.is_open:
-        return f"closed ({item.outcome})"
-    return "paused" if item.paused else "open"
+def _state(record: Mapping[str, Any]) -> str:
+    if record["closed_at"] is not None:
+        return f"closed ({record['outcome']})"
+    return "paused" if record["paused"] else "open"
+
+
+def _cases_then(
+    engine: nw.Engine,
+    at: dt.datetime,
+    *,
+    site: str | None,
+    stage: str | None,
+    include_closed: bool,
+) -> list[tuple[nw.Case, dict[str, Any]]]:
+    """The ``cases`` listing as it was at the past instant ``at``, from the stage history.
+
+    A case is listed if it was opened by ``at``; its stage is the stay ``at`` falls in, its days
+    in stage run up to ``at``, and it counts as closed or paused only if it was by then.
+    """
+    _validate.optional_lookup(stage, "stage")
+    stays = engine._bulk_history(at, site=site, open_only=False)
+    out = []
+    for item in engine.cases(site=site, open_only=False):
+        if item.opened_at > at:
+            continue
+        history = stays.get(item.reference) or engine.history(item.reference, at=at)
+        stay = next((s for s in reversed(history) if s.entered_at <= at), None)
+        if stay is None:  # pragma: no cover - a case's first stay starts when it is opened
+            continue
+        closed = item.closed_at is not None and item.closed_at <= at
+        if (stage is not None and stay.stage != stage) or (closed and not include_closed):
+            continue
+        definition = _pathway_of(engine, item)
+        tz = ZoneInfo(definition.timezone)
+        entered, then = stay.entered_at.astimezone(tz).date(), at.astimezone(tz).date()
+        days: int | None = None
+        working: int | None = None
+        if not closed:
+            days = max((then - entered).days, 0)
+            # A stay left after ``at`` was counted to its end: count it again up to ``at``.
+            working = (
+                stay.working_days
+                if stay.left_at is None
+                else engine.calendar(item.site, item.pathway_id).count_working_days(entered, then)
+            )
+        pauses = [] if closed else engine.pauses(item.reference)
+        paused = any(start <= at and (end is None or end > at) for start, end in pauses)
+        record = {
+            **_case_json(item),
+            "stage": stay.stage,
+            "version": None,
+            "stage_entered_at": stay.entered_at,
+            "paused": paused,
+            "closed_at": item.closed_at if closed else None,
+            "outcome": item.outcome if closed else None,
+            "facts": None,
+            "days_in_stage": days,
+            "working_days_in_stage": working,
+        }
+        out.append((item, record))
+    return out
 
 
 def _deadline_rows(
@@ -1561,7 +1892,7 @@ def _deadline_rows(
     """Deadlines with their case's current stage and their days, in the site's local dates.
 
     An open deadline has ``days_left``; an overdue one ``days_overdue`` (at least 1) instead, so
-    a row never says ``open`` beside negative days.
+    a row never says ``open`` beside negative days. The text table shows the stage's title.
     """
     cache: dict[str, nw.Case] = {}
     out = []
@@ -1569,9 +1900,11 @@ def _deadline_rows(
         owner = cache.get(d.reference)
         if owner is None:
             owner = cache[d.reference] = engine.case(d.reference)
-        today = now.astimezone(ZoneInfo(_pathway_of(engine, owner).timezone)).date()
+        definition = _pathway_of(engine, owner)
+        today = now.astimezone(ZoneInfo(definition.timezone)).date()
         row = _deadline_json(d)
         row["stage"] = owner.stage
+        row["stage_title"] = _stage_label(definition, owner.stage)
         row["deadline_stage"] = d.stage
         if d.overdue:
             row["days_overdue"] = (today - d.due_on).days
@@ -1579,6 +1912,42 @@ def _deadline_rows(
             row["days_left"] = (d.due_on - today).days
         out.append(row)
     return out
+
+
+def _unchanged_since(
+    ctx: click.Context, engine: nw.Engine, at: dt.datetime | None, site: str | None
+) -> dt.datetime:
+    """``at`` (default: now); exit 2 if it is past and a case the listing reads changed since.
+
+    The engine keeps deadlines as they are now: one met, extended or set after ``at`` would be
+    missing from, or wrong in, a listing of what was due then. With nothing changed since, what
+    is stored now is what was stored then, so the listing is true. Refused actions and alarms
+    change nothing.
+    """
+    now = engine.now()
+    if at is None or at >= now:
+        return at or now
+    here = {item.reference for item in engine.cases(site=site, open_only=False)}
+    changes = [
+        e
+        for e in engine.audit()
+        if e.reference in here and e.at > at and e.action not in ("denied", *_ALARMS)
+    ]
+    if changes:
+        last = max(changes, key=lambda e: e.at)
+        raise click.UsageError(
+            f"--at {at.isoformat()} is before the latest change to these cases ({last.action} "
+            f"on {last.reference} at {last.at.isoformat()}): deadlines are read as they are "
+            "stored now, so one met, extended or set since then would be missing or wrong; "
+            "give a later --at, or none",
+            ctx,
+        )
+    return at
+
+
+def _without_titles(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as JSON prints them: by identifier, without the table's stage titles."""
+    return [{k: v for k, v in row.items() if k != "stage_title"} for row in rows]
 
 
 def _days_cell(row: dict[str, Any]) -> str:
@@ -1603,7 +1972,7 @@ def _print_deadlines(rows: list[dict[str, Any]], *, days: str, empty: str) -> No
             r["reference"],
             r["site"],
             r["deadline"],
-            r["stage"],
+            r["stage_title"],
             r["due_on"],
             r[key] if key is not None else _days_cell(r),
         )
@@ -1634,7 +2003,7 @@ def _print_deadlines(rows: list[dict[str, Any]], *, days: str, empty: str) -> No
     help="Also list the deadlines already overdue, first, with their days overdue "
     "(by default they are left to the overdue command).",
 )
-@_at_option(_AT_ASOF)
+@_at_option(_AT_DEADLINES)
 @_json_option
 @click.pass_context
 def due_command(
@@ -1652,18 +2021,18 @@ def due_command(
     overdue ("days_overdue" in JSON, in place of "days_left").
     """
     engine = _runtime(ctx).engine()
-    now = at or engine.now()
+    now = _unchanged_since(ctx, engine, at, site)
     found = engine.due(before=now + within, site=site, include_overdue=include_overdue, at=now)
     rows = _deadline_rows(engine, found, now)
     if _wants_json(ctx, as_json):
-        _echo_json(rows)
+        _echo_json(_without_titles(rows))
         return
     _print_deadlines(rows, days="days" if include_overdue else "days left", empty="nothing due")
 
 
 @main.command("overdue", epilog=_examples("nim-workflow overdue --site glasgow"))
 @click.option("--site", default=None, help="Only this site's deadlines.")
-@_at_option(_AT_ASOF)
+@_at_option(_AT_DEADLINES)
 @_json_option
 @click.pass_context
 def overdue_command(
@@ -1671,10 +2040,10 @@ def overdue_command(
 ) -> None:
     """List open deadlines whose due date has passed, oldest first, with the days overdue."""
     engine = _runtime(ctx).engine()
-    now = at or engine.now()
+    now = _unchanged_since(ctx, engine, at, site)
     rows = _deadline_rows(engine, engine.overdue(at=now, site=site), now)
     if _wants_json(ctx, as_json):
-        _echo_json(rows)
+        _echo_json(_without_titles(rows))
         return
     _print_deadlines(rows, days="days overdue", empty="nothing overdue")
 
@@ -1691,18 +2060,41 @@ def overdue_command(
     help="The file to write the report to.",
 )
 @click.option("--site", default=None, help="Only this site.")
-@_at_option("The report's date: a date (noon UTC) or zoned datetime. Default: now.")
+@_at_option(
+    "The report's date: now (the default) or later, a date (noon UTC) or zoned datetime. "
+    "Not earlier: the report reads the cases as they are now."
+)
+@_json_option
 @click.pass_context
-def report_command(ctx: click.Context, html: str, site: str | None, at: dt.datetime | None) -> None:
-    """Write the coordinator's HTML report: timelines, stage durations, on-time rates."""
+def report_command(
+    ctx: click.Context, html: str, site: str | None, at: dt.datetime | None, as_json: bool
+) -> None:
+    """Write the coordinator's HTML report: timelines, stage durations, on-time rates.
+
+    With --json: where it was written and the summary's counts per site.
+    """
     engine = _runtime(ctx).engine()
+    now = engine.now()
+    when = now if at is None else at
+    if when < now:
+        # The summary reads each case's current stage, facts and open/closed state: a date in
+        # the past would mix those with past days-in-stage and on-time counts.
+        raise click.UsageError(
+            "--at cannot be in the past: the report reads cases as they are stored now, not "
+            "as they were (for a past view use `cases --at`, `due --at` or `overdue --at`)",
+            ctx,
+        )
     with _optional_part("the report"):
-        from nim_workflow._report import build_report
-    text = build_report(engine, site=site, at=at)
+        from nim_workflow._report import render_report, summarize
+    summary = summarize(engine, site=site, at=when)
+    text = render_report(summary, [engine.pathway(pid) for pid in summary.pathway_ids])
     try:
         Path(html).write_text(text, encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot write the report to {html}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+    if _wants_json(ctx, as_json):
+        _echo_json({"html": html, "site": site, "summary": _summary_json(summary)})
+        return
     _echo(f"report written to {html}")
 
 
@@ -1941,6 +2333,12 @@ def worker_command(
         return
     if at is not None:
         raise click.UsageError("--at only applies with --once")
+    _refuse_json(
+        ctx,
+        as_json,
+        "without --once: the worker prints each alarm as it fires until it is stopped, not "
+        "one document (use `worker --once --json`)",
+    )
 
     def report(event: nw.Event) -> None:
         _echo(_event_text(event))

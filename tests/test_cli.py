@@ -316,7 +316,7 @@ def test_case_open_reports_the_stage_and_stores_typed_facts(run: Run, db: str) -
     """`case open` opens the case in the first stage with its facts converted to their types."""
     result = _open(run)
     assert result.stdout == (
-        "opened LDN-1 on nim-uk-england v2 at london: stage referral (version 1)\n"
+        "opened LDN-1 on nim-uk-england v2 at london: stage Referral (version 1)\n"
     )
     opened = _case(db)
     assert opened.facts == {"consent_recorded": True}
@@ -354,7 +354,7 @@ def test_a_bad_date_is_refused(run: Run) -> None:
 def test_a_bad_date_fact_is_refused(run: Run) -> None:
     """A date fact that is not YYYY-MM-DD exits 2 with the fact's name."""
     _open(run)
-    result = run("case", "record", "LDN-1", "entered_care_on=yesterday", *SW, code=2)
+    result = run("case", "record", "LDN-1", "--fact", "entered_care_on=yesterday", *SW, code=2)
     assert result.stderr == (
         "error: entered_care_on must be a date written YYYY-MM-DD, not 'yesterday'\n"
     )
@@ -364,7 +364,7 @@ def test_a_bad_date_fact_is_refused(run: Run) -> None:
 def test_dates_in_other_iso_forms_or_out_of_range_are_refused(run: Run, db: str, text: str) -> None:
     """A date fact must be YYYY-MM-DD between 1990 and 2099; other forms exit 2."""
     _open(run)
-    result = run("case", "record", "LDN-1", f"entered_care_on={text}", *SW, code=2)
+    result = run("case", "record", "LDN-1", "--fact", f"entered_care_on={text}", *SW, code=2)
     assert result.stderr.startswith("error: entered_care_on")
     assert _case(db).facts.get("entered_care_on") is None
 
@@ -381,7 +381,7 @@ def test_a_bad_bool_fact_is_refused(run: Run) -> None:
 def test_an_undeclared_fact_is_refused(run: Run) -> None:
     """A fact the pathway does not declare exits 2 and lists the declared facts."""
     _open(run)
-    result = run("case", "record", "LDN-1", "favourite_colour=blue", *SW, code=2)
+    result = run("case", "record", "LDN-1", "--fact", "favourite_colour=blue", *SW, code=2)
     assert result.stderr.startswith("error: ")
     assert "'favourite_colour'" in result.stderr
     assert "consent_recorded" in result.stderr  # the declared facts are listed
@@ -390,7 +390,7 @@ def test_an_undeclared_fact_is_refused(run: Run) -> None:
 def test_a_fact_without_equals_is_a_usage_error(run: Run) -> None:
     """A fact argument that is not name=value exits 2."""
     _open(run)
-    result = run("case", "record", "LDN-1", "consent_recorded", *SW, code=2)
+    result = run("case", "record", "LDN-1", "--fact", "consent_recorded", *SW, code=2)
     assert "is not name=value" in result.stderr
 
 
@@ -462,8 +462,8 @@ def test_a_removed_member_is_refused(run: Run, db: str) -> None:
 def test_acting_at_a_site_the_member_does_not_work_at_is_refused(run: Run, db: str) -> None:
     """A member acting on a case at another site exits 1 naming that site and theirs."""
     _open(run)
-    result = run("case", "record", "LDN-1", "entered_care_on=2026-01-02", "--actor", "sw-gla",
-                 code=1)  # fmt: skip
+    result = run("case", "record", "LDN-1", "--fact", "entered_care_on=2026-01-02",
+                 "--actor", "sw-gla", code=1)  # fmt: skip
     assert result.stderr.startswith(
         "error: sw-gla may not act on case LDN-1 at site london: the staff roster has them at "
         "glasgow;"
@@ -532,7 +532,7 @@ def test_staff_add_then_the_new_member_can_act(run: Run, db: str) -> None:
                 "--reason", "joined", "--actor", "admin-1")  # fmt: skip
     assert added.stdout == "added cl-005 on the staff roster: roles clinician; sites london\n"
     _to_assessment(run)
-    run("case", "record", "LDN-1", "assessment_report_filed=true", "--at", "2026-01-09",
+    run("case", "record", "LDN-1", "--fact", "assessment_report_filed=true", "--at", "2026-01-09",
         "--actor", "cl-005")  # fmt: skip
     with nw.Engine(db) as engine:
         member = engine.staff("cl-005")
@@ -680,7 +680,7 @@ def test_case_fire_moves_the_case(run: Run, db: str) -> None:
     """`case fire` prints the move and the new version."""
     _open(run)
     result = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-08", *TM)
-    assert result.stdout == "LDN-1: accept_referral: referral -> assessment (version 2)\n"
+    assert result.stdout == "LDN-1: accept_referral: Referral -> Assessment (version 2)\n"
     assert _case(db).stage == "assessment"
 
 
@@ -701,7 +701,7 @@ def test_case_fire_with_an_outcome_says_it_closed(run: Run) -> None:
         "case", "fire", "LDN-1", "withdraw", "--reason", "family moved", "--at", "2026-01-09", *TM
     )
     assert result.stdout == (
-        "LDN-1: withdraw: referral -> closed, closed with outcome withdrawn (version 2)\n"
+        "LDN-1: withdraw: Referral -> Closed, closed with outcome withdrawn (version 2)\n"
     )
 
 
@@ -738,11 +738,20 @@ def test_case_record_prints_what_changed(run: Run, db: str) -> None:
     """`case record` prints the recorded facts, and says when nothing changed."""
     _open(run)
     result = run(
-        "case", "record", "LDN-1", "proceedings_issued_on=2026-01-20", "--at", "2026-01-21", *SW
+        "case",
+        "record",
+        "LDN-1",
+        "--fact",
+        "proceedings_issued_on=2026-01-20",
+        "--at",
+        "2026-01-21",
+        *SW,
     )
     assert result.stdout == "LDN-1: recorded proceedings_issued_on=2026-01-20 (version 2)\n"
     assert _case(db).facts["proceedings_issued_on"] == dt.date(2026, 1, 20)
-    again = run("case", "record", "LDN-1", "consent_recorded=true", "--at", "2026-01-21", *SW)
+    again = run(
+        "case", "record", "LDN-1", "--fact", "consent_recorded=true", "--at", "2026-01-21", *SW
+    )
     assert "nothing changed" in again.stdout
 
 
@@ -754,7 +763,7 @@ def test_pause_and_resume_move_the_deadlines(run: Run) -> None:
         *COORDINATOR,
     )  # fmt: skip
     assert paused.stdout == (
-        "LDN-1: paused in stage referral; its stage deadlines stand still "
+        "LDN-1: paused in stage Referral; its stage deadlines stand still "
         "(statutory clocks run on)\n"
     )
     refused = run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-07", *TM, code=1)
@@ -885,14 +894,16 @@ def test_extend_an_unknown_deadline_is_bad_input(run: Run) -> None:
 def test_case_show_prints_timeline_deadlines_pauses_and_audit(run: Run) -> None:
     """`case show` prints stages in local time with working days, deadlines, pauses, audit."""
     _to_assessment(run)
-    run("case", "record", "LDN-1", "entered_care_on=2026-01-10", "--at", "2026-01-12", *SW)
+    run(
+        "case", "record", "LDN-1", "--fact", "entered_care_on=2026-01-10", "--at", "2026-01-12", *SW
+    )
     run("case", "pause", "LDN-1", "--reason", "hospital", "--at", "2026-01-13", *COORDINATOR)
     out = run("case", "show", "LDN-1", "--at", "2026-02-02").stdout
     assert out.startswith("LDN-1  nim-uk-england v2  site london (Europe/London)\n")
-    assert "stage: assessment since 2026-01-08 12:00 GMT (version 4)" in out
+    assert "stage: Assessment since 2026-01-08 12:00 GMT (version 4)" in out
     assert "paused since 2026-01-13 12:00 GMT" in out
-    assert "referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out
-    assert "referral_decision (stage referral): due on 2026-01-19, met 2026-01-08 12:00 GMT" in out
+    assert "Referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out
+    assert "referral_decision (stage Referral): due on 2026-01-19, met 2026-01-08 12:00 GMT" in out
     assert "lac_review (statutory clock): due on 2026-02-06, open" in out
     assert "2026-01-13 12:00 GMT -> still paused" in out
     for section in ("Timeline", "Deadlines", "Pauses", "Audit trail"):
@@ -946,10 +957,10 @@ def test_cases_table_shows_stage_and_days_in_it(run: Run) -> None:
     ]  # fmt: skip
     # Oldest opened first; both opened on the 5th, so by reference.
     assert lines[1].split()[:6] == [
-        "GLA-1", "glasgow", "nim-uk-scotland", "referral", "2026-01-05", "7",
+        "GLA-1", "glasgow", "nim-uk-scotland", "Referral", "2026-01-05", "7",
     ]  # fmt: skip
     assert lines[2].split() == [
-        "LDN-1", "london", "nim-uk-england", "assessment", "2026-01-08", "4", "2", "open",
+        "LDN-1", "london", "nim-uk-england", "Assessment", "2026-01-08", "4", "2", "open",
     ]  # fmt: skip
 
 
@@ -996,7 +1007,7 @@ def test_due_lists_deadlines_within_the_window(run: Run) -> None:
     lines = run("due", "--within", "2w", "--at", "2026-01-06").stdout.splitlines()
     assert lines[0].split() == ["reference", "site", "deadline", "stage", "due", "on", "days",
                                 "left"]  # fmt: skip
-    assert lines[1].split() == ["LDN-1", "london", "referral_decision", "referral", "2026-01-19",
+    assert lines[1].split() == ["LDN-1", "london", "referral_decision", "Referral", "2026-01-19",
                                 "13"]  # fmt: skip
 
 
@@ -1023,7 +1034,7 @@ def test_overdue_lists_past_deadlines(run: Run) -> None:
     _open(run, "GLA-1", site="glasgow")
     table = run("overdue", "--site", "london", "--at", "2026-01-23").stdout.splitlines()
     assert table[0].split()[-2:] == ["days", "overdue"]
-    assert table[1].split() == ["LDN-1", "london", "referral_decision", "referral", "2026-01-19",
+    assert table[1].split() == ["LDN-1", "london", "referral_decision", "Referral", "2026-01-19",
                                 "4"]  # fmt: skip
     assert len(table) == 2
     data = json.loads(run("overdue", "--json", "--at", "2026-01-23").stdout)
@@ -1042,9 +1053,9 @@ def test_a_deadline_past_due_reads_overdue_in_case_show_text_and_json(run: Run) 
     """`case show` says overdue, as of --at, where the deadline is open and past due."""
     _late_and_pending(run)
     text = run("case", "show", "LDN-1", "--at", "2026-01-23").stdout
-    assert "referral_decision (stage referral): due on 2026-01-19, overdue\n" in text
+    assert "referral_decision (stage Referral): due on 2026-01-19, overdue\n" in text
     before = run("case", "show", "LDN-1", "--at", "2026-01-12").stdout
-    assert "referral_decision (stage referral): due on 2026-01-19, open\n" in before
+    assert "referral_decision (stage Referral): due on 2026-01-19, open\n" in before
     data = json.loads(run("case", "show", "LDN-1", "--json", "--at", "2026-01-23").stdout)
     assert [d["status"] for d in data["deadlines"]] == ["overdue"]
 
@@ -1064,7 +1075,7 @@ def test_due_leaves_out_what_is_overdue_by_default(run: Run) -> None:
     lines = run("due", "--at", "2026-01-23").stdout.splitlines()
     assert lines[0].split()[-2:] == ["days", "left"]
     assert [line.split() for line in lines[1:]] == [
-        ["LDN-2", "london", "referral_decision", "referral", "2026-01-26", "3"]
+        ["LDN-2", "london", "referral_decision", "Referral", "2026-01-26", "3"]
     ]
     data = json.loads(run("due", "--json", "--at", "2026-01-23").stdout)
     assert [(d["reference"], d["status"], d["days_left"]) for d in data] == [("LDN-2", "open", 3)]
@@ -1078,8 +1089,8 @@ def test_due_with_include_overdue_adds_them_in_one_days_column_that_reads_right(
     lines = run("due", "--include-overdue", "--at", "2026-01-23").stdout.splitlines()
     assert lines[0].split() == ["reference", "site", "deadline", "stage", "due", "on", "days"]
     assert [line.split() for line in lines[1:]] == [
-        ["LDN-1", "london", "referral_decision", "referral", "2026-01-19", "4", "overdue"],
-        ["LDN-2", "london", "referral_decision", "referral", "2026-01-26", "3", "left"],
+        ["LDN-1", "london", "referral_decision", "Referral", "2026-01-19", "4", "overdue"],
+        ["LDN-2", "london", "referral_decision", "Referral", "2026-01-26", "3", "left"],
     ]
     data = json.loads(run("due", "--include-overdue", "--json", "--at", "2026-01-23").stdout)
     assert [set(d) - DEADLINE_KEYS for d in data] == [{"days_overdue"}, {"days_left"}]
@@ -1280,7 +1291,7 @@ def test_report_writes_the_html_file(run: Run, tmp_path: Path) -> None:
     _module_with("nim_workflow._report", "build_report")
     _to_assessment(run)
     target = tmp_path / "report.html"
-    result = run("report", "--html", str(target), "--at", "2026-02-01")
+    result = run("report", "--html", str(target))
     assert result.stdout == f"report written to {target}\n"
     assert "<html" in target.read_text(encoding="utf-8").lower()
 
@@ -1340,3 +1351,287 @@ def test_due_within_more_than_ten_years_is_refused(run: Run) -> None:
     """`due --within 999999999d` exits 2 instead of overflowing."""
     result = run("due", "--within", "999999999d", code=2)
     assert "more than 3650 days" in result.stderr
+
+
+# -- one fact syntax, --json everywhere, --at as a view of the past, stage titles ----------------
+
+
+def test_case_record_takes_facts_with_the_fact_option(run: Run, db: str) -> None:
+    """`case record --fact NAME=VALUE` (repeatable) records typed facts, as `case open` takes."""
+    _open(run)
+    result = run(
+        "case", "record", "LDN-1", "--fact", "entered_care_on=2026-01-02",
+        "--fact", "consent_recorded=false", "--at", "2026-01-06", *SW,
+    )  # fmt: skip
+    assert result.stdout == (
+        "LDN-1: recorded consent_recorded=false, entered_care_on=2026-01-02 (version 2)\n"
+    )
+    assert result.stderr == ""
+    facts = _case(db).facts
+    assert (facts["entered_care_on"], facts["consent_recorded"]) == (dt.date(2026, 1, 2), False)
+    help_text = run("case", "record", "--help").stdout
+    assert "--fact NAME=VALUE" in help_text
+    assert "Usage: main case record [OPTIONS] REFERENCE\n" in help_text
+
+
+def test_case_record_positional_facts_still_work_with_a_deprecation_line(run: Run, db: str) -> None:
+    """The old `case record REF NAME=VALUE` records, and warns on stderr that it is going."""
+    _open(run)
+    result = run("case", "record", "LDN-1", "entered_care_on=2026-01-02", "--at", "2026-01-06", *SW)
+    assert result.stdout == "LDN-1: recorded entered_care_on=2026-01-02 (version 2)\n"
+    assert result.stderr.startswith("warning: `case record REFERENCE NAME=VALUE` is deprecated")
+    assert "--fact NAME=VALUE" in result.stderr
+    assert _case(db).facts["entered_care_on"] == dt.date(2026, 1, 2)
+
+
+def test_case_record_without_a_fact_is_a_usage_error(run: Run) -> None:
+    """`case record REF` with no fact exits 2 and says how to give one."""
+    _open(run)
+    result = run("case", "record", "LDN-1", *SW, code=2)
+    assert "--fact NAME=VALUE" in result.stderr
+
+
+def _leaf_commands(group: Any = main, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every command under the group, walked recursively, as its words."""
+    found: set[tuple[str, ...]] = set()
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found |= _leaf_commands(command, (*path, name))
+        else:
+            found.add((*path, name))
+    return found
+
+
+#: --json is refused (exit 2) by these uses of a command; every other command honours it.
+JSON_REFUSED = {("worker",)}
+
+
+def _fake_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand in for the slow simulation; the command's own printing is what is under test."""
+    demo = pytest.importorskip("nim_workflow._demo")
+    summary = pytest.importorskip("nim_workflow._report").Summary
+
+    def run_demo(url: str, *, html: str, progress: Any = None) -> Any:
+        counts = demo.DemoCounts(
+            cases=0, open_cases=0, closed_cases=0, transitions=0, events={"opened": 0},
+            deadlines_met=0, deadlines_missed=0, paused_cases=0, extensions=0, withdrawn=0,
+        )  # fmt: skip
+        now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+        return demo.DemoResult(
+            url=url, as_of=now, counts=counts, summary=summary(at=now, sites=(), pathway_ids=()),
+            html=Path(html), operator="admin-1",
+        )  # fmt: skip
+
+    monkeypatch.setattr(demo, "run_demo", run_demo)
+
+
+def _json_calls(tmp_path: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """One use of every command, in an order where each finds what it needs."""
+    key = tmp_path / "signing.pem"
+    return [
+        (("db", "upgrade"), ()),
+        (("pathway", "validate"), (str(BUNDLED[0]),)),
+        (("pathway", "show"), ("nim-uk-england",)),
+        (("site", "list"), ()),
+        (("staff", "list"), ()),
+        (("staff", "add"), ("sw-900", "--role", "social_worker", "--site", "london",
+                            "--actor", "admin-1")),
+        (("staff", "remove"), ("sw-900", "--actor", "admin-1")),
+        (("case", "open"), ("LDN-9", "--pathway", "nim-uk-england", "--site", "london",
+                            "--fact", "consent_recorded=true", "--at", "2026-01-05", *SW)),
+        (("case", "record"), ("LDN-9", "--fact", "entered_care_on=2026-01-02",
+                              "--at", "2026-01-06", *SW)),
+        (("case", "extend"), ("LDN-9", "referral_decision", "--reason", "records",
+                              "--at", "2026-01-06", *TM)),
+        (("case", "pause"), ("LDN-9", "--reason", "hospital", "--at", "2026-01-07",
+                             *COORDINATOR)),
+        (("case", "resume"), ("LDN-9", "--at", "2026-01-08", *COORDINATOR)),
+        (("case", "fire"), ("LDN-9", "accept_referral", "--at", "2026-01-09", *TM)),
+        (("case", "show"), ("LDN-9",)),
+        (("case", "upgrade"), ("--pathway", "nim-uk-england", "--reason", "check", "--dry-run",
+                               *COORDINATOR)),
+        (("cases",), ()),
+        (("due",), ()),
+        (("overdue",), ()),
+        (("report",), ("--html", str(tmp_path / "report.html"))),
+        (("audit", "keygen"), ("--private", str(key), "--public", str(tmp_path / "pub.pem"))),
+        (("audit", "checkpoint"), ("--signing-key", str(key))),
+        (("audit", "verify"), ()),
+        (("worker",), ()),
+        (("demo",), ("--db", f"sqlite:///{tmp_path / 'demo.db'}",
+                     "--html", str(tmp_path / "demo.html"))),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["group", "command"])
+def test_every_command_honours_or_refuses_json(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Walking every command: --json gives one JSON document, or exit 2 saying why; never text."""
+    _fake_demo(monkeypatch)
+    calls = _json_calls(tmp_path)
+    assert {words for words, _ in calls} == _leaf_commands()
+    for words, args in calls:
+        argv = ("--json", *words, *args) if where == "group" else (*words, *args, "--json")
+        refused = words in JSON_REFUSED
+        result = run(*argv, code=2 if refused else 0)
+        if refused:
+            assert "--json is not available" in result.stderr, words
+            assert result.stdout == "", words
+        else:
+            json.loads(result.stdout)  # one document, nothing else on stdout
+
+
+def test_json_of_state_changing_commands_keeps_identifiers(run: Run) -> None:
+    """`case open|fire --json` give the case by identifiers: stage ids, not titles."""
+    opened = json.loads(
+        run(
+            "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london",
+            "--fact", "consent_recorded=true", "--at", "2026-01-05", "--json", *SW,
+        ).stdout
+    )  # fmt: skip
+    assert (opened["reference"], opened["stage"], opened["version"]) == ("LDN-1", "referral", 1)
+    fired = json.loads(
+        run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-08", "--json", *TM).stdout
+    )
+    assert (fired["from_stage"], fired["stage"], fired["trigger"]) == (
+        "referral", "assessment", "accept_referral",
+    )  # fmt: skip
+
+
+def test_pathway_show_json_and_its_refusal_with_mermaid() -> None:
+    """`pathway show --json` gives stages with ids and titles; with --format mermaid it exits 2."""
+    result = CliRunner().invoke(main, ["pathway", "show", "nim-uk-england", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["id"] == "nim-uk-england"
+    assert {"id": "referral", "title": "Referral", "initial": True, "final": False} in (
+        data["stages"]
+    )
+    refused = CliRunner().invoke(
+        main, ["pathway", "show", "nim-uk-england", "--format", "mermaid", "--json"]
+    )
+    assert refused.exit_code == 2
+    assert "--json is not available with --format mermaid" in refused.stderr
+
+
+def test_pathway_validate_json_lists_each_file(tmp_path: Path) -> None:
+    """`pathway validate --json` gives each file's verdict and problems; exit 2 if any is bad."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["pathway", "validate", str(BUNDLED[0]), str(bad), "--json"])
+    assert result.exit_code == 2
+    good, broken = json.loads(result.stdout)
+    assert (good["ok"], broken["ok"]) == (True, False)
+    assert broken["problems"]
+    assert all(str(bad) in p for p in broken["problems"])
+
+
+def test_report_json_says_where_and_counts(run: Run, tmp_path: Path) -> None:
+    """`report --json` names the file written and gives the summary's counts per site."""
+    _module_with("nim_workflow._report", "summarize")
+    _to_assessment(run)
+    target = tmp_path / "report.html"
+    data = json.loads(run("report", "--html", str(target), "--json").stdout)
+    assert data["html"] == str(target)
+    assert target.is_file()
+    (london,) = data["summary"]["sites"]
+    assert (london["site"], london["opened"], london["open"]) == ("london", 1, 1)
+    assert london["open_by_stage"] == {"assessment": 1}
+
+
+def test_report_refuses_a_past_at(run: Run, tmp_path: Path) -> None:
+    """`report --at` in the past exits 2: the report reads the cases as they are now."""
+    target = tmp_path / "report.html"
+    result = run("report", "--html", str(target), "--at", "2026-02-01", code=2)
+    assert "--at cannot be in the past" in result.stderr
+    assert not target.exists()
+
+
+def test_worker_json_needs_once(run: Run) -> None:
+    """`worker --once --json` prints a JSON list; `worker --json` (runs until stopped) exits 2."""
+    assert json.loads(run("worker", "--once", "--json").stdout) == []
+    refused = run("worker", "--json", code=2)
+    assert "--json is not available without --once" in refused.stderr
+
+
+def _moving_cohort(run: Run) -> None:
+    """Four London cases: LDN-1 moves on (8th), LDN-3 closes (9th), LDN-4 opens late (12th).
+
+    LDN-2 stays in referral, paused from the 6th to the 7th.
+    """
+    for reference in ("LDN-1", "LDN-2", "LDN-3"):
+        _open(run, reference)
+    _open(run, "LDN-4", at="2026-01-12")
+    run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-08", *TM)
+    run(
+        "case", "fire", "LDN-3", "withdraw", "--reason", "family moved", "--at", "2026-01-09", *TM
+    )  # fmt: skip
+    run("case", "pause", "LDN-2", "--reason", "hospital", "--at", "2026-01-06", *COORDINATOR)
+    run("case", "resume", "LDN-2", "--at", "2026-01-07", *COORDINATOR)
+
+
+def test_cases_at_shows_the_cases_as_they_were(run: Run) -> None:
+    """`cases --at` in the past: the stage then, days up to then, only cases opened by then."""
+    _moving_cohort(run)
+    then = {
+        c["reference"]: c
+        for c in json.loads(run("cases", "--json", "--at", "2026-01-07T18:00Z").stdout)
+    }
+    assert set(then) == {"LDN-1", "LDN-2", "LDN-3"}  # LDN-4 was not opened yet
+    assert [then[r]["stage"] for r in ("LDN-1", "LDN-2", "LDN-3")] == ["referral"] * 3
+    assert then["LDN-1"]["days_in_stage"] == 2
+    # LDN-1 left referral later; its working days up to then equal LDN-3's, which also had not.
+    assert then["LDN-1"]["working_days_in_stage"] == then["LDN-3"]["working_days_in_stage"]
+    assert then["LDN-3"]["closed_at"] is None
+    assert then["LDN-3"]["outcome"] is None
+    assert (then["LDN-2"]["paused"], then["LDN-1"]["paused"]) == (False, False)
+    assert json.loads(run("cases", "--json", "--at", "2026-01-06T18:00Z").stdout)[1]["paused"]
+    # What the case is now (its facts, its version) is not claimed for the past.
+    assert (then["LDN-1"]["facts"], then["LDN-1"]["version"]) == (None, None)
+    later = json.loads(run("cases", "--json", "--at", "2026-01-12T18:00Z").stdout)
+    assert [c["reference"] for c in later] == ["LDN-1", "LDN-2", "LDN-4"]  # LDN-3 closed by then
+    assert later[0]["stage"] == "assessment"
+    with_closed = json.loads(run("cases", "--all", "--json", "--at", "2026-01-12T18:00Z").stdout)
+    assert with_closed[2]["outcome"] == "withdrawn"
+    table = run("cases", "--stage", "referral", "--at", "2026-01-07T18:00Z").stdout
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["LDN-1", "LDN-2", "LDN-3"]
+    assert "Referral" in table
+
+
+def test_due_and_overdue_refuse_a_past_at_before_a_later_change(run: Run) -> None:
+    """`due`/`overdue --at` before a listed case changed exit 2: the deadline met since is gone."""
+    _open(run)  # referral_decision due Mon 19 January 2026
+    assert json.loads(run("overdue", "--json", "--at", "2026-01-21").stdout)[0]["reference"] == (
+        "LDN-1"
+    )
+    run("case", "fire", "LDN-1", "accept_referral", "--at", "2026-01-22", *TM)  # met late
+    for command in ("due", "overdue"):
+        refused = run(command, "--at", "2026-01-21", code=2)
+        assert "--at 2026-01-21T12:00:00+00:00 is before the latest change" in refused.stderr
+        assert "(transition on LDN-1" in refused.stderr
+    assert run("overdue", "--at", "2026-01-23").stdout == "nothing overdue\n"
+    assert run("due", "--at", "2026-01-23", "--site", "glasgow").stdout == "nothing due\n"
+
+
+def test_case_show_refuses_a_past_at_before_the_case_last_changed(run: Run) -> None:
+    """`case show --at` before the case's last change (or its opening) exits 2 saying why."""
+    _to_assessment(run)  # opened on the 5th, moved on the 8th
+    refused = run("case", "show", "LDN-1", "--at", "2026-01-06", code=2)
+    assert "before LDN-1's last change (transition" in refused.stderr
+    assert "cases --at" in refused.stderr
+    early = run("case", "show", "LDN-1", "--at", "2026-01-01", code=2)
+    assert "LDN-1 was opened 2026-01-05 12:00 GMT, after --at" in early.stderr
+    assert "stage: Assessment since" in run("case", "show", "LDN-1", "--at", "2026-01-09").stdout
+
+
+def test_text_output_names_stages_by_title_and_json_by_id(run: Run) -> None:
+    """Text shows the pathway's stage titles; JSON keeps the stage ids."""
+    run(
+        "case", "open", "LDN-1", "--pathway", "nim-uk-england", "--site", "london",
+        "--fact", "consent_recorded=true", *SW,
+    )  # fmt: skip
+    run("case", "fire", "LDN-1", "accept_referral", *TM)
+    assert " Assessment " in run("cases").stdout
+    assert json.loads(run("cases", "--json").stdout)[0]["stage"] == "assessment"
+    assert "Referral -> Assessment" in run("case", "show", "LDN-1").stdout
