@@ -9,7 +9,6 @@ import os
 import re
 import sqlite3
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,9 @@ STAFF = re.compile(r"^(lon|gla|jef)-(sw|cl|tm|co|pc)-\d$")
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One demo run: its result, the wall time it took and the progress calls it made."""
+    """One demo run: its result and the progress calls it made."""
 
     result: DemoResult
-    seconds: float
     progress: list[tuple[int, int]]
     url: str
 
@@ -61,14 +59,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("demo")
     url = f"sqlite:///{folder / 'demo.db'}"
     calls: list[tuple[int, int]] = []
-    started = time.perf_counter()
     result = run_demo(
         url,
         html=folder / "report.html",
         end=DEMO_END,
         progress=lambda d, t: calls.append((d, t)),
     )
-    return Run(result, time.perf_counter() - started, calls, url)
+    return Run(result, calls, url)
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +75,8 @@ def engine(run: Run) -> Iterator[nw.Engine]:
         yield reader
 
 
-def test_demo_completes_quickly_and_writes_the_report(run: Run) -> None:
-    """The demo finishes in well under a minute and writes a complete HTML report."""
-    assert run.seconds < 60
+def test_demo_writes_the_report(run: Run) -> None:
+    """The demo writes a complete HTML report, as of the day it ends."""
     result = run.result
     assert result.html is not None
     html = result.html.read_text(encoding="utf-8")
