@@ -90,8 +90,8 @@ MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
         "test_pathway_versions.py",
         "test_closures.py",
     ),
-    "nim_workflow._audit": ("test_audit.py", "test_checkpoint.py"),
-    "nim_workflow._verify": ("test_audit.py", "test_checkpoint.py"),
+    "nim_workflow._audit": ("test_audit_units.py", "test_audit.py", "test_checkpoint.py"),
+    "nim_workflow._verify": ("test_audit_units.py", "test_audit.py", "test_checkpoint.py"),
 }
 
 
