@@ -582,7 +582,7 @@ def _examples(*lines: str) -> str:
 def main(ctx: click.Context, url: str, as_json: bool) -> None:
     """Run NIM care pathway cases: open them, move them, see what is due, check the audit trail.
 
-    Create the database once with `db upgrade`, or try everything on a simulated two-site
+    Create the database once with `db upgrade`, or try everything on a simulated three-site
     cohort with `demo`. Changes are made as your operating-system user (or --actor ID), with
     the roles and sites the staff roster gives that person (see `staff`). Exit codes: 0 ok,
     1 action refused, 2 bad usage or input, 3 audit chain broken.
