@@ -224,6 +224,32 @@ def load_closure_folder(
     A missing folder holds no closures. Raises :class:`PathwayError` listing every problem in every
     file, a site given by two files among them.
     """
+    wanted = tuple(years)
+    return load_folder(
+        folder,
+        lambda text, source, _where, problems: _check(text, source, problems, wanted),
+        key=lambda closures: closures.site,
+        duplicate=lambda closures, first: f"site {closures.site!r} already has closures in {first}",
+    )
+
+
+_Item = TypeVar("_Item")
+
+
+def load_folder(
+    folder: Traversable | str | os.PathLike[str],
+    check: Callable[[str, str, Traversable | Path, list[Problem]], tuple[_Item, int] | None],
+    *,
+    key: Callable[[_Item], str],
+    duplicate: Callable[[_Item, str], str],
+) -> dict[str, _Item]:
+    """Every ``*.yaml`` file directly in ``folder``, checked by ``check`` and keyed by ``key``.
+
+    ``check(text, source, folder, problems)`` returns the item and the line of its key, or
+    ``None``; a second file with the same key is a problem at that line, worded by
+    ``duplicate(item, first_source)``. A missing folder holds nothing. Raises
+    :class:`PathwayError` listing every problem in every file. Closure and site folders share it.
+    """
     where = folder if isinstance(folder, Traversable) else Path(folder)
     if not where.is_dir():
         return {}
@@ -231,26 +257,25 @@ def load_closure_folder(
         (entry for entry in where.iterdir() if entry.name.endswith(_SUFFIX) and entry.is_file()),
         key=lambda entry: entry.name,
     )
-    wanted = tuple(years)
-    found: dict[str, SiteClosures] = {}
+    found: dict[str, _Item] = {}
     problems: list[Problem] = []
     for entry in entries:
         source = str(entry)
         mine: list[Problem] = []
         text = _read(entry, source, mine)
-        checked = None if text is None else _check(text, source, mine, wanted)
+        checked = None if text is None else check(text, source, where, mine)
         if checked is not None and not mine:
-            closures, site_line = checked
-            first = found.get(closures.site)
+            item, key_line = checked
+            first = found.get(key(item))
             if first is None:
-                found[closures.site] = closures
+                found[key(item)] = item
             else:
                 mine.append(
                     Problem(
                         file=source,
-                        line=site_line,
+                        line=key_line,
                         field="site",
-                        message=f"site {closures.site!r} already has closures in {first.source}",
+                        message=duplicate(item, str(getattr(first, "source", ""))),
                     )
                 )
         problems.extend(_in_order(mine))

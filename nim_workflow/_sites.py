@@ -30,7 +30,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nim_workflow import _validate
-from nim_workflow._closures import CLOSURE_YEARS, _in_order, _read
+from nim_workflow._closures import CLOSURE_YEARS, _in_order, _read, load_folder
 from nim_workflow._closures import _check as _check_closures
 from nim_workflow._errors import InvalidInput, PathwayError, Problem
 from nim_workflow._pathway._bundled import _bundled_dir
@@ -82,38 +82,12 @@ def load_site_folder(folder: Traversable | str | os.PathLike[str]) -> dict[str, 
     A missing folder declares no sites. Raises :class:`PathwayError` listing every problem in
     every file, a site declared by two files among them.
     """
-    where = folder if isinstance(folder, Traversable) else Path(folder)
-    if not where.is_dir():
-        return {}
-    entries = sorted(
-        (entry for entry in where.iterdir() if entry.name.endswith(_SUFFIX) and entry.is_file()),
-        key=lambda entry: entry.name,
+    return load_folder(
+        folder,
+        _check,
+        key=lambda site: site.id,
+        duplicate=lambda site, first: f"site {site.id!r} is already declared in {first}",
     )
-    found: dict[str, Site] = {}
-    problems: list[Problem] = []
-    for entry in entries:
-        source = str(entry)
-        mine: list[Problem] = []
-        text = _read(entry, source, mine)
-        checked = None if text is None else _check(text, source, where, mine)
-        if checked is not None and not mine:
-            site, site_line = checked
-            first = found.get(site.id)
-            if first is None:
-                found[site.id] = site
-            else:
-                mine.append(
-                    Problem(
-                        source,
-                        site_line,
-                        "site",
-                        f"site {site.id!r} is already declared in {first.source}",
-                    )
-                )
-        problems.extend(_in_order(mine))
-    if problems:
-        raise PathwayError(problems)
-    return found
 
 
 @functools.cache
