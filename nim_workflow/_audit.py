@@ -46,7 +46,16 @@ from nim_workflow._values import AuditEvent, EventKind
 
 #: Actions that change the case row (and so its ``version``).
 CASE_ACTIONS: frozenset[str] = frozenset(
-    {"opened", "transition", "fact_recorded", "paused", "resumed", "extended", "upgraded"}
+    {
+        "opened",
+        "transition",
+        "fact_recorded",
+        "paused",
+        "resumed",
+        "extended",
+        "upgraded",
+        "assigned",
+    }
 )
 #: Actions that change nothing: a refused attempt.
 STATELESS_ACTIONS: frozenset[str] = frozenset({"denied"})
@@ -75,6 +84,9 @@ STATE_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "paused_at",
         "facts",
         "updated_at",
+        # Added by migration 0006, and digested only when set (see _case_values): the digests
+        # of every case before it, and of a case never assigned, are unchanged.
+        "worker",
     ),
     "intervals": ("id", "stage", "entered_at", "left_at", "entered_by", "left_by"),
     "pauses": ("id", "paused_at", "resumed_at", "paused_on", "resumed_on"),
@@ -141,6 +153,11 @@ def _digest(rows: Iterable[Sequence[Any]]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
+def _case_values(values: Sequence[Any]) -> tuple[Any, ...]:
+    """The case row's values as digested: without the trailing ``worker`` while it is unset."""
+    return tuple(values[:-1]) if values[-1] is None else tuple(values)
+
+
 def _state_query(name: str) -> sa.Select[Any]:
     table = STATE_TABLES[name]
     query = sa.select(*(table.c[c] for c in STATE_COLUMNS[name])).where(
@@ -160,7 +177,11 @@ def case_state(conn: Connection, reference: str) -> dict[str, str]:
     safety net compares its in-memory digests with.
     """
     params = {"reference": reference}
-    return {name: _digest(conn.execute(query, params)) for name, query in _STATE_QUERIES.items()}
+    state = {}
+    for name, query in _STATE_QUERIES.items():
+        rows = conn.execute(query, params)
+        state[name] = _digest(map(_case_values, rows) if name == "case" else rows)
+    return state
 
 
 def state_digests(
@@ -179,7 +200,7 @@ def state_digests(
     for name in STATE_TABLES if only is None else only:
         columns = STATE_COLUMNS[name]
         if name == "case":
-            state[name] = _digest([tuple(case[c] for c in columns)])
+            state[name] = _digest([_case_values([case[c] for c in columns])])
         else:
             state[name] = _digest([tuple(row[c] for c in columns) for row in rows[name]])
     return state
@@ -203,7 +224,8 @@ def all_case_states(
         if wanted is not None:
             query = query.where(table.c.reference.in_(wanted))
         for row in conn.execute(query):
-            grouped.setdefault(row[0], {}).setdefault(name, []).append(tuple(row[1:]))
+            values = _case_values(row[1:]) if name == "case" else tuple(row[1:])
+            grouped.setdefault(row[0], {}).setdefault(name, []).append(values)
     return {
         reference: {name: _digest(tables.get(name, [])) for name in STATE_TABLES}
         for reference, tables in grouped.items()

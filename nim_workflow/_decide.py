@@ -23,11 +23,12 @@ from nim_workflow._errors import (
     InvalidInput,
     PermissionDenied,
     RequirementsNotMet,
+    StaffNotFound,
     TransitionNotAllowed,
 )
 from nim_workflow._pathway._model import DeadlineRule, Duration, FactSpec, Pathway
 from nim_workflow._store._case_state import CaseState
-from nim_workflow._values import Actor
+from nim_workflow._values import Actor, StaffMember
 
 __all__ = [
     "MAX_GRANT",
@@ -85,6 +86,29 @@ def may_act(case: Any, actor: Actor, action: str, allowed: frozenset[str]) -> Ac
     if case.closed_at is not None:
         return TransitionNotAllowed(case.reference, action, case.stage, ())
     return None
+
+
+def check_worker(worker: str, member: StaffMember | None, site: str, pathway: Pathway) -> None:
+    """Refuse a worker who cannot hold a case at ``site`` on ``pathway``: nothing is written.
+
+    They must be on the staff roster now, work at the site and hold one of the pathway's roles.
+    """
+    if member is None:
+        raise StaffNotFound(worker)
+    if not member.active:
+        raise StaffNotFound(worker, removed=True)
+    if not member.works_at(site):
+        raise InvalidInput(
+            f"{worker} does not work at {site} (their sites: {', '.join(sorted(member.sites))})",
+            field="worker",
+        )
+    if not member.roles & pathway.roles.keys():
+        raise InvalidInput(
+            f"{worker} holds no role of pathway {pathway.id} (their roles: "
+            f"{', '.join(sorted(member.roles))}; the pathway's: "
+            f"{', '.join(sorted(pathway.roles))})",
+            field="worker",
+        )
 
 
 def fire_refusal(case: Any, trigger: str) -> ActionRefused | None:

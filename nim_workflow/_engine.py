@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ from nim_workflow._values import (
     AuditEvent,
     AuditReport,
     Case,
+    Caseload,
     CaseUpgrade,
     Deadline,
     DeadlineChange,
@@ -783,6 +785,7 @@ class Engine:
                 "paused_at": None,
                 "facts": _decide.facts_to_json(new_facts),
                 "updated_at": when,
+                "worker": None,
             }
             try:
                 conn.execute(_INSERT_CASE, values)
@@ -1092,6 +1095,65 @@ class Engine:
             )
             case = self._held(unit, reference)
         self._log.info("nimwf.resumed", reference=reference, actor_id=actor.id, outcome="ok")
+        return case
+
+    def assign(
+        self,
+        reference: str,
+        worker: str | None,
+        actor: Actor,
+        at: dt.datetime | None = None,
+        *,
+        reason: str | None = None,
+        expected_version: int | None = None,
+        connection: Connection | None = None,
+    ) -> Case:
+        """Give the case to the staff member who holds it (``None``: unassign it), audited.
+
+        ``worker`` must be on the staff roster, work at the case's site and hold a role of the
+        case's pathway; anything else is refused with nothing written. Who may assign is the
+        pathway's ``assign`` permission. Assigning the worker who already holds the case changes
+        nothing and writes nothing.
+        """
+        self._check_actor(actor)
+        self._check_connection(connection)
+        given = self._given(at)
+        _validate.identifier(reference, "reference", "a case reference")
+        if worker is not None:
+            _validate.identifier(worker, "worker", "a staff id")
+        _validate.reason(reason)
+        _validate.version(expected_version)
+        with self._write(connection) as unit:
+            conn = unit.conn
+            row = self._lock_case(unit, reference)
+            when = self._when(given)
+            _decide.check_version(row, expected_version)
+            _decide.check_not_before(row, when)
+            pathway = self._pathway_of(conn, row.pathway_id, row.pathway_version)
+            self._check_may(unit, row, actor, "assign", pathway, when)
+            if worker is not None:
+                found = conn.execute(sa.select(staff).where(staff.c.staff_id == worker)).first()
+                _decide.check_worker(
+                    worker, None if found is None else _to_staff(found), row.site, pathway
+                )
+            if worker == row.worker:
+                return self._held(unit, reference)
+            self._update_case(unit, row, at=when, worker=worker)
+            self._audit(
+                unit,
+                reference=reference,
+                at=when,
+                actor=actor,
+                action="assigned",
+                from_stage=row.stage,
+                to_stage=row.stage,
+                reason=reason,
+                detail={"worker": worker, "previous": row.worker},
+            )
+            case = self._held(unit, reference)
+        self._log.info(
+            "nimwf.assigned", reference=reference, worker=worker, actor_id=actor.id, outcome="ok"
+        )
         return case
 
     def extend_deadline(
@@ -1569,16 +1631,62 @@ class Engine:
             return self._load(conn, reference)
 
     def cases(
-        self, site: str | None = None, stage: str | None = None, open_only: bool = True
+        self,
+        site: str | None = None,
+        stage: str | None = None,
+        open_only: bool = True,
+        *,
+        worker: str | None = None,
     ) -> list[Case]:
-        """Cases, oldest opened first, filtered by site and stage; open ones only by default."""
+        """Cases, oldest opened first, filtered by site, stage and the worker who holds them.
+
+        Open ones only by default.
+        """
         site = self._optional_site(site)
         _validate.optional_lookup(stage, "stage")
+        _validate.optional_lookup(worker, "worker")
         if not isinstance(open_only, bool):
             raise InvalidInput("open_only must be True or False", field="open_only")
-        query, params = _reads.cases_query(site, stage, open_only)
+        query, params = _reads.cases_query(site, stage, open_only, worker)
         with self._read() as conn:
             return [self._to_case(conn, row) for row in conn.execute(query, params)]
+
+    def caseloads(self, site: str | None = None, at: dt.datetime | None = None) -> list[Caseload]:
+        """Each worker's open cases per site, and each site's unassigned ones.
+
+        Sorted by site, then worker (unassigned last; their ``active`` is true). ``overdue``
+        counts the open deadlines of a worker's cases past due at ``at`` (default: now), as
+        :meth:`overdue` does.
+        """
+        now = self._at(at)
+        site = self._optional_site(site)
+        with self._read() as conn:
+            rows = conn.execute(_reads.OPEN_CASELOAD).all()
+            members = {m.staff_id: m for m in conn.execute(sa.select(staff))}
+        held = {row.reference: (row.site, row.worker) for row in rows}
+        # Read after the cases: a case opened in between is not in ``held``, and not counted.
+        overdue = Counter(
+            held[d.reference] for d in self.overdue(at=now, site=site) if d.reference in held
+        )
+        groups: dict[tuple[str, str | None], list[Any]] = {}
+        for row in rows:
+            if site is None or row.site == site:
+                groups.setdefault((row.site, row.worker), []).append(row)
+        loads = []
+        for (place, worker), held_rows in groups.items():
+            member = members.get(worker) if worker is not None else None
+            loads.append(
+                Caseload(
+                    site=place,
+                    worker=worker,
+                    active=worker is None or (member is not None and member.removed_at is None),
+                    cases=len(held_rows),
+                    by_stage=Counter(r.stage for r in held_rows),
+                    paused=sum(r.paused_at is not None for r in held_rows),
+                    overdue=overdue[(place, worker)],
+                )
+            )
+        return sorted(loads, key=lambda c: (c.site, c.worker is None, c.worker or ""))
 
     def allowed_triggers(self, reference: str, actor: Actor) -> list[str]:
         """What this actor may fire on the case now (empty while it is paused or closed)."""
@@ -2202,6 +2310,7 @@ class Engine:
             paused=row.paused_at is not None,
             facts=_decide.facts_from_json(pathway, row.facts),
             paused_at=row.paused_at,
+            worker=row.worker,
         )
 
 

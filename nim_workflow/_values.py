@@ -29,6 +29,7 @@ EventKind = Literal[
     "escalation",
     "denied",
     "upgraded",
+    "assigned",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
@@ -87,6 +88,8 @@ class Case:
     paused: bool
     facts: Mapping[str, Any] = field(default_factory=dict)
     paused_at: dt.datetime | None = None
+    #: The staff id of the worker who holds the case (``Engine.assign``); ``None``: unassigned.
+    worker: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "facts", _frozen(self.facts))
@@ -334,6 +337,29 @@ class StaffMember:
     def actor(self) -> Actor:
         """The ``Actor`` the engine checks against the pathway's roles."""
         return Actor(self.id, roles=self.roles)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caseload:
+    """The open cases one worker holds at one site, as ``Engine.caseloads`` counts them.
+
+    ``worker`` is ``None`` for the site's unassigned cases. ``active`` is false when the worker
+    has left the staff roster (or was never on it): their cases need another worker.
+    ``by_stage`` counts the cases per stage id; ``paused`` the cases whose team clock is
+    stopped; ``overdue`` the open deadlines of these cases past due at the instant read, by the
+    same test as ``Engine.overdue``.
+    """
+
+    site: str
+    worker: str | None
+    active: bool
+    cases: int
+    by_stage: Mapping[str, int]
+    paused: int
+    overdue: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_stage", _frozen(dict(self.by_stage)))
 
 
 #: The label a closure date given without a name carries (``explain()`` shows it).

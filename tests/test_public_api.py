@@ -24,6 +24,7 @@ PINNED_ALL = [
     "CaseNotFound",
     "CasePaused",
     "CaseUpgrade",
+    "Caseload",
     "Checkpoint",
     "ConcurrentUpdate",
     "Deadline",
@@ -117,6 +118,7 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "start_scheduler": [],
     "stop_scheduler": [],
     "sites": [],
+    "assign": ["reference", "worker", "actor"],
 }
 
 #: Value objects and the fields API.md lists for each.

@@ -113,7 +113,14 @@ RuleKind = Literal["stage", "clock", "window"]
 CalendarName = Literal["england-and-wales", "scotland", "louisiana"]
 CALENDARS: tuple[CalendarName, ...] = ("england-and-wales", "scotland", "louisiana")
 #: Actions that are not transitions and whose roles a pathway declares under ``permissions``.
-PERMISSION_ACTIONS: tuple[str, ...] = ("open_case", "record", "pause", "resume", "upgrade")
+PERMISSION_ACTIONS: tuple[str, ...] = (
+    "open_case",
+    "record",
+    "pause",
+    "resume",
+    "upgrade",
+    "assign",
+)
 #: ``from: "*"`` in a file means every stage that is not final.
 ANY_OPEN = "*"
 

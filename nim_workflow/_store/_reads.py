@@ -16,6 +16,7 @@ engine once per pathway version (and site) per read rather than once per row.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -55,35 +56,40 @@ _first = itemgetter(0)
 # -- listings ---------------------------------------------------------------------------------
 
 
-def _cases_statement(by_site: bool, by_stage: bool, open_only: bool) -> sa.Select[Any]:
+def _cases_statement(
+    by_site: bool, by_stage: bool, open_only: bool, by_worker: bool
+) -> sa.Select[Any]:
     query = sa.select(cases).order_by(cases.c.opened_at, cases.c.reference)
     if by_site:
         query = query.where(cases.c.site == sa.bindparam("site"))
     if by_stage:
         query = query.where(cases.c.stage == sa.bindparam("stage"))
+    if by_worker:
+        query = query.where(cases.c.worker == sa.bindparam("worker"))
     if open_only:
         query = query.where(cases.c.closed_at.is_(None))
     return query
 
 
-_CASES = {
-    (by_site, by_stage, open_only): _cases_statement(by_site, by_stage, open_only)
-    for by_site in (False, True)
-    for by_stage in (False, True)
-    for open_only in (False, True)
-}
+_CASES = {key: _cases_statement(*key) for key in itertools.product((False, True), repeat=4)}
 
 
 def cases_query(
-    site: str | None, stage: str | None, open_only: bool
+    site: str | None, stage: str | None, open_only: bool, worker: str | None = None
 ) -> tuple[sa.Select[Any], dict[str, str]]:
     """``Engine.cases``' statement for these filters, and its parameters."""
-    params = {}
-    if site is not None:
-        params["site"] = site
-    if stage is not None:
-        params["stage"] = stage
-    return _CASES[(site is not None, stage is not None, open_only)], params
+    given = {"site": site, "stage": stage, "worker": worker}
+    params = {name: value for name, value in given.items() if value is not None}
+    key = (site is not None, stage is not None, open_only, worker is not None)
+    return _CASES[key], params
+
+
+#: The open cases' holders and stages, for caseloads (``Engine.caseloads``).
+OPEN_CASELOAD = (
+    sa.select(cases.c.reference, cases.c.site, cases.c.worker, cases.c.stage, cases.c.paused_at)
+    .where(cases.c.closed_at.is_(None))
+    .order_by(cases.c.site, cases.c.worker, cases.c.reference)
+)
 
 
 def _open_deadlines_statement(inclusive: bool, by_site: bool, after: bool) -> sa.Select[Any]:

@@ -93,6 +93,8 @@ cases = Table(
     Column("facts", JSON, nullable=False),
     # When the case last changed: an action dated before it would rewrite history out of order.
     Column("updated_at", UTCDateTime, nullable=True),
+    # The staff member who holds the case (``Engine.assign``), for caseloads; None: unassigned.
+    Column("worker", String(100), nullable=True),
     ForeignKeyConstraint(
         ["pathway_id", "pathway_version"],
         ["nimwf_pathways.pathway_id", "nimwf_pathways.version"],
@@ -102,6 +104,8 @@ cases = Table(
     # A site's cases, open ones first, oldest opened first: ``cases(site)`` reads its open cases
     # in order straight from the index, and the report's whole-site read has them together.
     Index("ix_nimwf_cases_site_closed_at", "site", "closed_at", "opened_at", "reference"),
+    # One worker's cases, open ones first: ``cases(worker=)`` and a caseload read the index.
+    Index("ix_nimwf_cases_worker_closed_at", "worker", "closed_at", "opened_at", "reference"),
 )
 
 stage_intervals = Table(
