@@ -1150,6 +1150,47 @@ def case_resume(
 
 
 @case.command(
+    "assign",
+    epilog=_examples(
+        "nim-workflow case assign LDN-2026-0001 --worker sw-017",
+        "nim-workflow case assign LDN-2026-0001 --unassign --reason 'sw-017 on leave'",
+    ),
+)
+@click.argument("reference")
+@click.option("--worker", default=None, help="The staff id of the worker who holds the case.")
+@click.option("--unassign", is_flag=True, help="Leave the case with nobody (instead of --worker).")
+@click.option("--reason", default=None, help="Why (optional).")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def case_assign(
+    ctx: click.Context,
+    reference: str,
+    worker: str | None,
+    unassign: bool,
+    reason: str | None,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Give a case to the worker who holds it (their caseload), or leave it unassigned.
+
+    The worker must be on the staff roster at the case's site; who may assign is the pathway's
+    `assign` permission (the bundled pathways: a team manager).
+    """
+    if (worker is None) == (not unassign):
+        raise click.UsageError("give either --worker ID or --unassign")
+    engine = _runtime(ctx).engine()
+    actor = _case_actor(engine, actor_id, reference)
+    assigned = engine.assign(reference, worker=worker, actor=actor, at=at, reason=reason)
+    if _wants_json(ctx, as_json):
+        _echo_json(_case_json(assigned))
+        return
+    _echo(f"{reference}: {'held by ' + assigned.worker if assigned.worker else 'unassigned'}")
+
+
+@case.command(
     "extend",
     epilog=_examples(
         "nim-workflow case extend LDN-2026-0001 care_proceedings --by '6 weeks' \\",
@@ -1340,6 +1381,7 @@ def case_show(ctx: click.Context, reference: str, at: dt.datetime | None, as_jso
         f"{_local(current.stage_entered_at, tz)} "
         f"(version {current.version})",
     ]
+    lines.append(f"worker: {current.worker or 'unassigned'}")
     if current.paused:
         lines.append(f"paused since {_local(current.paused_at, tz)}")
     if current.closed_at is not None:
@@ -1453,6 +1495,9 @@ def _audit_note(event: nw.AuditEvent) -> str:
         )
     if event.action in _ALARMS:
         parts.append(f"{detail.get('deadline')} {detail.get('label')} (due {detail.get('due_on')})")
+    if event.action == "assigned":
+        before, after = detail.get("previous"), detail.get("worker")
+        parts.append(f"worker: {before or 'unassigned'} -> {after or 'unassigned'}")
     if event.action == "denied" and detail.get("message"):
         parts.append(str(detail["message"]))
     if event.reason:
@@ -1473,6 +1518,7 @@ def _case_json(item: nw.Case) -> dict[str, Any]:
         "paused": item.paused,
         "closed_at": item.closed_at,
         "outcome": item.outcome,
+        "worker": item.worker,
         "facts": dict(sorted(item.facts.items())),
     }
 
@@ -1739,6 +1785,7 @@ def site_list(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option("--site", default=None, help="Only this site's cases.")
 @click.option("--stage", default=None, help="Only cases in this stage.")
+@click.option("--worker", default=None, help="Only the cases this staff id holds.")
 @click.option("--all", "include_closed", is_flag=True, help="Include closed cases.")
 @_at_option(
     "Show the cases as they were at this date (noon UTC) or zoned datetime: the stage each was "
@@ -1750,19 +1797,27 @@ def cases_command(
     ctx: click.Context,
     site: str | None,
     stage: str | None,
+    worker: str | None,
     include_closed: bool,
     at: dt.datetime | None,
     as_json: bool,
 ) -> None:
-    """List open cases with their stage and how long they have been in it.
+    """List open cases with their stage, how long they have been in it and who holds them.
 
     Days in stage are counted in calendar days and in the site's working days. With --at in
-    the past the listing is rebuilt from the stage history as it was then; the JSON's facts
-    and version are then null (the case as stored now holds only their current values).
+    the past the listing is rebuilt from the stage history as it was then; the JSON's facts,
+    version and worker are then null (the case as stored now holds only their current values),
+    and --worker is refused.
     """
     engine = _runtime(ctx).engine()
     now = engine.now()
     if at is not None and at < now:
+        if worker is not None:
+            _fail(
+                "cases --at in the past cannot filter by --worker: the listing of the past is "
+                "rebuilt from the stage history, which does not say who held each case",
+                2,
+            )
         then = _cases_then(engine, at, site=site, stage=stage, include_closed=include_closed)
         if _wants_json(ctx, as_json):
             _echo_json([record for _, record in then])
@@ -1770,7 +1825,7 @@ def cases_command(
             _print_cases(engine, then, include_closed=include_closed)
         return
     now = at or now
-    found = engine.cases(site=site, stage=stage, open_only=not include_closed)
+    found = engine.cases(site=site, stage=stage, open_only=not include_closed, worker=worker)
     # The current stay of every open case listed, in one read rather than one per case.
     current = engine._bulk_history(now, site=site, stage=stage, open_only=True, latest=True)
     records = []
@@ -1803,7 +1858,17 @@ def _print_cases(
     if not records:
         _echo("no cases" if include_closed else "no open cases")
         return
-    headers = ("reference", "site", "pathway", "stage", "since", "days", "working days", "state")
+    headers = (
+        "reference",
+        "site",
+        "pathway",
+        "stage",
+        "since",
+        "days",
+        "working days",
+        "worker",
+        "state",
+    )
     rows = []
     for item, record in records:
         definition = _pathway_of(engine, item)
@@ -1817,6 +1882,7 @@ def _print_cases(
                 entered,
                 record["days_in_stage"],
                 record["working_days_in_stage"],
+                record["worker"],
                 _state(record),
             )
         )
@@ -1879,11 +1945,69 @@ def _cases_then(
             "closed_at": item.closed_at if closed else None,
             "outcome": item.outcome if closed else None,
             "facts": None,
+            "worker": None,
             "days_in_stage": days,
             "working_days_in_stage": working,
         }
         out.append((item, record))
     return out
+
+
+@main.command(
+    "caseload",
+    epilog=_examples("nim-workflow caseload --site london", "nim-workflow caseload --json"),
+)
+@click.option("--site", default=None, help="Only this site's workers.")
+@_json_option
+@click.pass_context
+def caseload_command(ctx: click.Context, site: str | None, as_json: bool) -> None:
+    """Each worker's open cases per site: by stage, paused, and their overdue deadlines.
+
+    A site's unassigned cases come last; a worker who has left the staff roster is marked, as
+    their cases need another worker.
+    """
+    engine = _runtime(ctx).engine()
+    loads = engine.caseloads(site=site)
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            [
+                {
+                    "site": load.site,
+                    "worker": load.worker,
+                    "active": load.active,
+                    "cases": load.cases,
+                    "by_stage": dict(load.by_stage),
+                    "paused": load.paused,
+                    "overdue": load.overdue,
+                }
+                for load in loads
+            ]
+        )
+        return
+    if not loads:
+        _echo("no open cases")
+        return
+    titles = _stage_titles(engine)
+    order = {stage: position for position, stage in enumerate(titles)}
+    rows = []
+    for load in loads:
+        who = load.worker or "(unassigned)"
+        if not load.active:
+            who += " (left the roster)"
+        stages = ", ".join(
+            f"{titles.get(stage, stage)} {load.by_stage[stage]}"
+            for stage in sorted(load.by_stage, key=lambda s: (order.get(s, len(order)), s))
+        )
+        rows.append((load.site, who, load.cases, load.paused, load.overdue, stages))
+    _echo(_table(("site", "worker", "open cases", "paused", "overdue", "by stage"), rows))
+
+
+def _stage_titles(engine: nw.Engine) -> dict[str, str]:
+    """Stage ids to their titles across the registered pathways, in the pathways' order."""
+    titles: dict[str, str] = {}
+    for definition in engine.pathways.values():
+        titles.update({stage.id: stage.title for stage in definition.stages})
+    return titles
 
 
 def _deadline_rows(

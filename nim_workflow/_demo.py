@@ -97,7 +97,7 @@ _OPENING_DAYS = 560
 #: is done in local office hours), so overnight breaches are seen first thing in the morning.
 _PROCESS_AT = dt.time(7, 0)
 
-Action = Literal["open", "record", "fire", "pause", "resume", "extend", "attempt"]
+Action = Literal["open", "assign", "record", "fire", "pause", "resume", "extend", "attempt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,7 +269,20 @@ class _Planner:
         opened_on = self.working(site, opened_on)
         care_on = opened_on - days(rng.randint(6, 40))
         facts: dict[str, Any] = {site.anchor: care_on}
-        add(opened_on, "open", actor=sw, facts=facts)
+        opened_at = add(opened_on, "open", actor=sw, facts=facts)
+        # A minute later the team manager gives the case to the social worker who opened it
+        # (their caseload). Timed without the planner's random draws, and before any later
+        # step (those are at least five minutes on), so the cohort is the same with or without.
+        self._order += 1
+        steps.append(
+            _Step(
+                opened_at + dt.timedelta(minutes=1),
+                self._order,
+                ref,
+                "assign",
+                {"actor": staff["tm"], "worker": sw.id},
+            )
+        )
         statutory = self._statutory(site, care_on, opened_on, staff, sw)
 
         # Referral: most are accepted within the 10 working days, some late, a few declined.
@@ -755,6 +768,8 @@ def _run_step(engine: Engine, step: _Step) -> None:
         case "open":
             site = next(s for s in _SITES if ref.startswith(s.prefix + "-"))
             engine.open_case(ref, pathway=site.pathway, site=site.site, actor=actor, **args)
+        case "assign":
+            engine.assign(ref, worker=args["worker"], actor=actor)
         case "record":
             engine.record(ref, args["facts"], actor=actor)
         case "fire":

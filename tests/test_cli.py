@@ -121,8 +121,8 @@ def test_help_lists_every_command() -> None:
     """The top-level help names every command of the API contract."""
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "db", "pathway", "case", "cases", "due", "overdue", "report",
-                    "audit", "staff", "site", "worker"):  # fmt: skip
+    for command in ("demo", "db", "pathway", "case", "cases", "caseload", "due", "overdue",
+                    "report", "audit", "staff", "site", "worker"):  # fmt: skip
         assert f"  {command} " in result.stdout
 
 
@@ -131,7 +131,7 @@ def test_help_lists_every_command() -> None:
     [
         ("case", "open"), ("case", "fire"), ("case", "record"), ("case", "pause"),
         ("case", "resume"), ("case", "extend"), ("case", "upgrade"), ("case", "show"), ("cases",),
-        ("due",),
+        ("case", "assign"), ("caseload",), ("due",),
         ("overdue",), ("report",), ("audit", "verify"), ("audit", "checkpoint"),
         ("audit", "keygen"), ("staff", "add"), ("staff", "remove"), ("staff", "list"),
         ("site", "list"), ("worker",), ("pathway", "show"), ("pathway", "validate"),
@@ -244,7 +244,7 @@ def test_pathway_validate_accepts_the_bundled_files() -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == len(BUNDLED)
-    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v2" in lines
+    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v3" in lines
 
 
 def test_pathway_validate_names_file_line_and_field() -> None:
@@ -316,7 +316,7 @@ def test_case_open_reports_the_stage_and_stores_typed_facts(run: Run, db: str) -
     """`case open` opens the case in the first stage with its facts converted to their types."""
     result = _open(run)
     assert result.stdout == (
-        "opened LDN-1 on nim-uk-england v2 at london: stage Referral (version 1)\n"
+        "opened LDN-1 on nim-uk-england v3 at london: stage Referral (version 1)\n"
     )
     opened = _case(db)
     assert opened.facts == {"consent_recorded": True}
@@ -857,14 +857,14 @@ def test_case_upgrade_dry_run_lists_changes_then_the_upgrade_applies_them(
     dry = run(*args, "--dry-run", "--at", "2026-02-01", *COORDINATOR)
     assert dry.stdout.splitlines() == [
         "nim-uk-england: would move 1 case(s); 1 due date(s) change",
-        "LDN-OLD: v1 -> v2, referral",
+        "LDN-OLD: v1 -> v3, referral",
         "  care_proceedings #1: 2026-07-06 -> 2026-07-05 (moved)",
     ]
     assert _case(db, "LDN-OLD").pathway_version == 1
     done = run(*args, "--at", "2026-02-01", "--json", *COORDINATOR)
     (upgrade,) = json.loads(done.stdout)
-    assert (upgrade["reference"], upgrade["applied"], upgrade["to_version"]) == ("LDN-OLD", True, 2)
-    assert _case(db, "LDN-OLD").pathway_version == 2
+    assert (upgrade["reference"], upgrade["applied"], upgrade["to_version"]) == ("LDN-OLD", True, 3)
+    assert _case(db, "LDN-OLD").pathway_version == 3
     assert {d.name: d.due_on for d in _deadlines(db, "LDN-OLD")}["care_proceedings"] == dt.date(
         2026, 7, 5
     )
@@ -899,7 +899,7 @@ def test_case_show_prints_timeline_deadlines_pauses_and_audit(run: Run) -> None:
     )
     run("case", "pause", "LDN-1", "--reason", "hospital", "--at", "2026-01-13", *COORDINATOR)
     out = run("case", "show", "LDN-1", "--at", "2026-02-02").stdout
-    assert out.startswith("LDN-1  nim-uk-england v2  site london (Europe/London)\n")
+    assert out.startswith("LDN-1  nim-uk-england v3  site london (Europe/London)\n")
     assert "stage: Assessment since 2026-01-08 12:00 GMT (version 4)" in out
     assert "paused since 2026-01-13 12:00 GMT" in out
     assert "Referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out
@@ -1447,10 +1447,12 @@ def _json_calls(tmp_path: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]
                              *COORDINATOR)),
         (("case", "resume"), ("LDN-9", "--at", "2026-01-08", *COORDINATOR)),
         (("case", "fire"), ("LDN-9", "accept_referral", "--at", "2026-01-09", *TM)),
+        (("case", "assign"), ("LDN-9", "--worker", "sw-017", "--at", "2026-01-09T15:00Z", *TM)),
         (("case", "show"), ("LDN-9",)),
         (("case", "upgrade"), ("--pathway", "nim-uk-england", "--reason", "check", "--dry-run",
                                *COORDINATOR)),
         (("cases",), ()),
+        (("caseload",), ()),
         (("due",), ()),
         (("overdue",), ()),
         (("report",), ("--html", str(tmp_path / "report.html"))),
@@ -1635,3 +1637,95 @@ def test_text_output_names_stages_by_title_and_json_by_id(run: Run) -> None:
     assert " Assessment " in run("cases").stdout
     assert json.loads(run("cases", "--json").stdout)[0]["stage"] == "assessment"
     assert "Referral -> Assessment" in run("case", "show", "LDN-1").stdout
+
+
+# -- caseloads ------------------------------------------------------------------------------------
+
+
+def test_case_assign_gives_the_case_to_a_worker_and_shows_it_everywhere(run: Run, db: str) -> None:
+    """assign, then cases --worker, case show, the audit trail and the caseload all agree."""
+    _open(run, "LDN-1")
+    _open(run, "LDN-2", at="2026-01-06")
+    out = run("case", "assign", "LDN-1", "--worker", "sw-017", "--at", "2026-01-07", *TM)
+    assert out.stdout == "LDN-1: held by sw-017\n"
+    assert _case(db, "LDN-1").worker == "sw-017"
+    listed = json.loads(run("cases", "--worker", "sw-017", "--json").stdout)
+    assert [(c["reference"], c["worker"]) for c in listed] == [("LDN-1", "sw-017")]
+    table = run("cases").stdout.splitlines()
+    assert "worker" in table[0].split()
+    assert [line.split()[0] for line in table[1:] if "sw-017" in line] == ["LDN-1"]
+    show = run("case", "show", "LDN-1").stdout
+    assert "worker: sw-017" in show
+    assert "worker: unassigned -> sw-017" in show
+    assert "worker: unassigned" in run("case", "show", "LDN-2").stdout
+
+    loads = json.loads(run("caseload", "--json").stdout)
+    assert loads == [
+        {
+            "site": "london",
+            "worker": "sw-017",
+            "active": True,
+            "cases": 1,
+            "by_stage": {"referral": 1},
+            "paused": 0,
+            "overdue": loads[0]["overdue"],
+        },
+        {
+            "site": "london",
+            "worker": None,
+            "active": True,
+            "cases": 1,
+            "by_stage": {"referral": 1},
+            "paused": 0,
+            "overdue": loads[1]["overdue"],
+        },
+    ]
+    text = run("caseload", "--site", "london").stdout.splitlines()
+    assert text[0].split() == [
+        "site",
+        "worker",
+        "open",
+        "cases",
+        "paused",
+        "overdue",
+        "by",
+        "stage",
+    ]
+    assert text[1].split()[:3] == ["london", "sw-017", "1"]
+    assert text[1].endswith("Referral 1")
+    assert text[2].split()[:3] == ["london", "(unassigned)", "1"]
+
+    done = run("case", "assign", "LDN-1", "--unassign", "--reason", "on leave", "--json", *TM)
+    assert json.loads(done.stdout)["worker"] is None
+
+
+def test_case_assign_refusals_exit_with_the_contract_s_codes(run: Run, db: str) -> None:
+    """A social worker may not assign (1, audited); a worker off the roster or site is bad input."""
+    _open(run, "LDN-1")
+    denied = run("case", "assign", "LDN-1", "--worker", "sw-017", *SW, code=1)
+    assert "team_manager" in denied.stderr
+    unknown = run("case", "assign", "LDN-1", "--worker", "sw-999", *TM, code=2)
+    assert "sw-999 is not on the staff roster" in unknown.stderr
+    elsewhere = run("case", "assign", "LDN-1", "--worker", "sw-gla", *TM, code=2)
+    assert "sw-gla does not work at london" in elsewhere.stderr
+    neither = run("case", "assign", "LDN-1", *TM, code=2)
+    assert "--worker ID or --unassign" in neither.stderr
+    both = run("case", "assign", "LDN-1", "--worker", "sw-017", "--unassign", *TM, code=2)
+    assert "--worker ID or --unassign" in both.stderr
+    assert _case(db, "LDN-1").worker is None
+    with nw.Engine(db) as engine:
+        actions = [e.action for e in engine.audit("LDN-1")]
+    assert actions == ["opened", "denied"]
+
+
+def test_cases_in_the_past_refuse_a_worker_filter(run: Run) -> None:
+    _open(run, "LDN-1")
+    refused = run("cases", "--at", "2026-01-06", "--worker", "sw-017", code=2)
+    assert "cannot filter by --worker" in refused.stderr
+    then = json.loads(run("cases", "--at", "2026-01-06", "--json").stdout)
+    assert [(c["reference"], c["worker"]) for c in then] == [("LDN-1", None)]
+
+
+def test_caseload_unknown_site_is_refused(run: Run) -> None:
+    refused = run("caseload", "--site", "London", code=2)
+    assert "london" in refused.stderr
