@@ -1910,8 +1910,10 @@ def _cases_then(
     """
     _validate.optional_lookup(stage, "stage")
     stays = engine._bulk_history(at, site=site, open_only=False)
+    listed = engine.cases(site=site, open_only=False)
+    every_pause = engine._bulk_pauses(site)
     out = []
-    for item in engine.cases(site=site, open_only=False):
+    for item in listed:
         if item.opened_at > at:
             continue
         history = stays.get(item.reference) or engine.history(item.reference, at=at)
@@ -1934,7 +1936,7 @@ def _cases_then(
                 if stay.left_at is None
                 else engine.calendar(item.site, item.pathway_id).count_working_days(entered, then)
             )
-        pauses = [] if closed else engine.pauses(item.reference)
+        pauses = [] if closed else every_pause.get(item.reference, [])
         paused = any(start <= at and (end is None or end > at) for start, end in pauses)
         record = {
             **_case_json(item),
@@ -2051,14 +2053,13 @@ def _unchanged_since(
     now = engine.now()
     if at is None or at >= now:
         return at or now
-    here = {item.reference for item in engine.cases(site=site, open_only=False)}
-    changes = [
-        e
-        for e in engine.audit()
-        if e.reference in here and e.at > at and e.action not in ("denied", *_ALARMS)
-    ]
-    if changes:
-        last = max(changes, key=lambda e: e.at)
+    latest = engine._latest_change(site)
+    if latest is not None and latest[1] > at:
+        reference = latest[0]
+        # The case's newest entry that changed it names what the change was.
+        last = next(
+            e for e in reversed(engine.audit(reference)) if e.action not in ("denied", *_ALARMS)
+        )
         raise click.UsageError(
             f"--at {at.isoformat()} is before the latest change to these cases ({last.action} "
             f"on {last.reference} at {last.at.isoformat()}): deadlines are read as they are "

@@ -1850,6 +1850,33 @@ class Engine:
                 latest=latest,
             )
 
+    def _latest_change(self, site: str | None = None) -> tuple[str, dt.datetime] | None:
+        """Internal: the case (at ``site``, or anywhere) that changed last, and when.
+
+        A change is what moves a case's version (refusals and alarms do not): what a listing of
+        the past must not have missed.
+        """
+        site = self._optional_site(site)
+        with self._read() as conn:
+            row = conn.execute(
+                _reads.LATEST_CHANGE[site is not None], {} if site is None else {"site": site}
+            ).first()
+        return None if row is None else (row.reference, row.updated_at)
+
+    def _bulk_pauses(
+        self, site: str | None = None
+    ) -> dict[str, list[tuple[dt.datetime, dt.datetime | None]]]:
+        """Internal: ``pauses(reference)`` of every case (at ``site``) that has any, in one read."""
+        site = self._optional_site(site)
+        found: dict[str, list[tuple[dt.datetime, dt.datetime | None]]] = {}
+        with self._read() as conn:
+            rows = conn.execute(
+                _reads.ALL_PAUSES[site is not None], {} if site is None else {"site": site}
+            )
+            for row in rows:
+                found.setdefault(row.reference, []).append((row.paused_at, row.resumed_at))
+        return found
+
     def audit(
         self,
         reference: str | None = None,

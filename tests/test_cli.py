@@ -1729,3 +1729,16 @@ def test_cases_in_the_past_refuse_a_worker_filter(run: Run) -> None:
 def test_caseload_unknown_site_is_refused(run: Run) -> None:
     refused = run("caseload", "--site", "London", code=2)
     assert "london" in refused.stderr
+
+
+def test_a_past_listing_names_the_newest_change_among_the_site_s_cases(run: Run) -> None:
+    """The newest change decides (here an assignment); another site's cases do not count."""
+    _open(run, "LDN-1")
+    _open(run, "LDN-2", at="2026-01-06")
+    _open(run, "GLA-1", site="glasgow", at="2026-01-06")
+    run("case", "record", "LDN-1", "--fact", "entered_care_on=2026-01-02", "--at", "2026-01-08",
+        *SW)  # fmt: skip
+    run("case", "assign", "LDN-2", "--worker", "sw-017", "--at", "2026-01-09", *TM)
+    refused = run("overdue", "--at", "2026-01-07", "--site", "london", code=2)
+    assert "(assigned on LDN-2 at 2026-01-09T12:00:00+00:00)" in refused.stderr
+    assert run("overdue", "--at", "2026-01-07", "--site", "glasgow").stdout == "nothing overdue\n"

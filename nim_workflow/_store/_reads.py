@@ -151,6 +151,30 @@ PAUSES = (
     .order_by(pauses.c.id)
 )
 
+#: The case that changed last (``updated_at``: actions, not refusals or alarms), anywhere or at a
+#: site; ``site`` bound in the second.
+LATEST_CHANGE = {
+    by_site: (
+        sa.select(cases.c.reference, cases.c.updated_at)
+        .where(cases.c.updated_at.is_not(None))
+        .where(cases.c.site == sa.bindparam("site") if by_site else sa.true())
+        .order_by(cases.c.updated_at.desc(), cases.c.reference)
+        .limit(1)
+    )
+    for by_site in (False, True)
+}
+
+#: Every pause of every case, or of one site's cases (``site`` bound), oldest first per case.
+ALL_PAUSES = {
+    by_site: (
+        sa.select(pauses.c.reference, pauses.c.paused_at, pauses.c.resumed_at)
+        .join(cases, cases.c.reference == pauses.c.reference)
+        .where(cases.c.site == sa.bindparam("site") if by_site else sa.true())
+        .order_by(pauses.c.reference, pauses.c.id)
+    )
+    for by_site in (False, True)
+}
+
 # -- pathways and calendars, once per read ----------------------------------------------------
 
 
