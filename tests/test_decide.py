@@ -51,6 +51,7 @@ def _opened(reference: str = "C-1") -> CaseState:
             "paused_at": None,
             "facts": {},
             "updated_at": MONDAY,
+            "worker": None,
         },
     )
 

@@ -68,6 +68,7 @@ def _opened() -> CaseState:
             "paused_at": None,
             "facts": {},
             "updated_at": AT,
+            "worker": None,
         },
     )
 
