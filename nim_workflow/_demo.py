@@ -271,18 +271,20 @@ class _Planner:
         facts: dict[str, Any] = {site.anchor: care_on}
         opened_at = add(opened_on, "open", actor=sw, facts=facts)
         # A minute later the team manager gives the case to the social worker who opened it
-        # (their caseload). Timed without the planner's random draws, and before any later
-        # step (those are at least five minutes on), so the cohort is the same with or without.
-        self._order += 1
-        steps.append(
-            _Step(
-                opened_at + dt.timedelta(minutes=1),
-                self._order,
-                ref,
-                "assign",
-                {"actor": staff["tm"], "worker": sw.id},
+        # (their caseload), where the pathway lets a team manager assign (versions before 3 do
+        # not). Timed without the planner's random draws, and before any later step (those are
+        # at least five minutes on), so the cohort is the same with or without.
+        if _ROLES["tm"] in self._engine.pathway(site.pathway).roles_for("assign"):
+            self._order += 1
+            steps.append(
+                _Step(
+                    opened_at + dt.timedelta(minutes=1),
+                    self._order,
+                    ref,
+                    "assign",
+                    {"actor": staff["tm"], "worker": sw.id},
+                )
             )
-        )
         statutory = self._statutory(site, care_on, opened_on, staff, sw)
 
         # Referral: most are accepted within the 10 working days, some late, a few declined.
