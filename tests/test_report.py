@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import zoneinfo
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
@@ -16,12 +18,19 @@ import pytest
 
 import nim_workflow as nw
 from nim_workflow._report import (
+    CaseTimeline,
+    SiteSummary,
+    StageSpan,
     Summary,
+    _html,
+    _tables,
     build_report,
     format_summary,
     percentile,
+    site_months,
     summarize,
 )
+from nim_workflow._report._tables import Cell, Column, Row, Table, csv_field, rule_label
 
 UTC = dt.UTC
 AT = dt.datetime(2025, 4, 7, 12, 0, tzinfo=UTC)  # a Monday; BST, so 13:00 in London
@@ -324,7 +333,13 @@ def test_report_overdue_rows_are_exactly_the_overdue_deadlines(page: Node) -> No
         ("LDN-T-0002", "lac_review"),
         ("LDN-T-0002", "assessment"),
     ]
-    assert london[0].cells() == ["LDN-T-0002", "lac_review", "statutory", "2025-01-30", "67"]
+    assert london[0].cells() == [
+        "LDN-T-0002",
+        "LAC review",
+        "Statutory clock",
+        "2025-01-30",
+        "67",
+    ]
     glasgow = page.by_id("overdue-glasgow").by_class("overdue-row", tag="tr")
     assert [r.attrs["data-deadline"] for r in glasgow] == ["referral_decision"]
     assert len(page.by_class("overdue-row", tag="tr")) == 3
@@ -334,7 +349,7 @@ def test_report_due_soon_rows(page: Node) -> None:
     """The due-soon table lists what falls due in the next 14 days."""
     london = page.by_id("due-soon-london").by_class("due-soon-row", tag="tr")
     assert [r.cells() for r in london] == [
-        ["LDN-T-0003", "assessment", "assessment", "2025-04-10", "3"]
+        ["LDN-T-0003", "Assessment", "Assessment", "2025-04-10", "3"]
     ]
     assert page.by_id("due-soon-glasgow").by_class("due-soon-row") == []
 
@@ -342,9 +357,15 @@ def test_report_due_soon_rows(page: Node) -> None:
 def test_report_on_time_rates(page: Node) -> None:
     """The on-time table shows met, missed and the rate per deadline rule."""
     london = page.by_id("site-london")
-    assert london.row(rule="referral_decision").cells()[1:4] == ["3", "1", "75%"]
-    assert london.row(rule="lac_review").cells()[1:4] == ["1", "1", "50%"]
-    assert london.row(rule="care_proceedings").cells()[1:4] == ["0", "0", "-"]
+    assert london.row(rule="referral_decision").cells()[:5] == [
+        "Referral decision",
+        "stage",
+        "3",
+        "1",
+        "75%",
+    ]
+    assert london.row(rule="lac_review").cells()[1:5] == ["statutory", "1", "1", "50%"]
+    assert london.row(rule="care_proceedings").cells()[2:5] == ["0", "0", "-"]
 
 
 def test_report_stage_durations(page: Node) -> None:
@@ -360,7 +381,7 @@ def test_report_timeline_has_a_bar_row_per_case(page: Node) -> None:
     assert timeline.tag == "svg"
     rows = timeline.by_class("case-row", tag="g")
     references = [r.attrs["data-reference"] for r in rows]
-    assert references == [f"LDN-T-000{n}" for n in range(1, 6)]
+    assert sorted(references) == [f"LDN-T-000{n}" for n in range(1, 6)]
     for row in rows:
         assert row.by_class("bar", tag="rect"), row.attrs["data-reference"]
         label = row.by_class("label", tag="text")[0].text()
@@ -432,15 +453,21 @@ def test_report_draws_each_pathway_in_use(page: Node) -> None:
 
 
 def test_report_loads_nothing_from_the_network(engine: nw.Engine) -> None:
-    """The page is self-contained: no URL, no script, no external stylesheet or font."""
+    """The page is self-contained: no URL, one inline script, no external stylesheet or font."""
     html = build_report(engine, at=AT)
     lowered = html.lower()
     assert "http://" not in lowered
     assert "https://" not in lowered
-    assert "<script" not in lowered
+    assert "//" not in re.sub(r"(?m)^\s*//.*$", "", lowered.split("<script>")[1])
+    assert lowered.count("<script") == 1
+    assert "<script>" in lowered  # inline: no src, no type other than JavaScript
     assert "<link" not in lowered
     assert "@import" not in lowered
     assert "src=" not in lowered
+    assert not re.search(r"url\((?!#)", lowered.split("<script>")[0])  # only url(#pattern)
+    script = lowered.split("<script>")[1].split("</script>")[0]
+    for reach in ("fetch(", "xmlhttprequest", "websocket", "sendbeacon", "import(", "eval("):
+        assert reach not in script, reach
 
 
 def test_report_holds_no_free_text_from_the_cases(engine: nw.Engine) -> None:
@@ -463,8 +490,13 @@ def test_report_escapes_a_hostile_site_name(sqlite_url: str) -> None:
         engine.migrate()
         engine.open_case("LDN-X-0001", "nim-uk-england", hostile, actor=SW, at=at(3, 3))
         html = build_report(engine, at=AT)
-    assert "<script" not in html.lower()
+    assert html.lower().count("<script") == 1  # the page's own, at the end
+    assert "alert(" not in html.split("<script>")[1]
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    # The CSV file names keep only safe characters of the site's name.
+    files = {n.attrs["data-file"] for n in parse(html).walk() if n.tag == "table"}
+    assert "script-alert-x-script-overdue.csv" in files
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+\.csv", f) for f in files)
     page = parse(html)
     assert [n.attrs["id"] for n in page.by_class("site", tag="section")] == [f"site-{hostile}"]
 
@@ -484,3 +516,345 @@ def test_report_needs_an_aware_instant(engine: nw.Engine) -> None:
     """A naive at is refused."""
     with pytest.raises(nw.InvalidInput):
         build_report(engine, at=dt.datetime(2025, 4, 7))
+
+
+# -- trends by month ------------------------------------------------------------------------------
+
+LONDON = zoneinfo.ZoneInfo("Europe/London")
+ZONES = {"nim-uk-england": LONDON, "nim-uk-scotland": LONDON}
+STAGES = ["referral", "assessment", "treatment", "recommendation", "court"]
+
+
+def test_trends_by_month_worked_by_hand(summary: Summary) -> None:
+    """Referrals by month opened, on-time by month settled, from the first case's month on.
+
+    London: all five cases opened in January. Settled in January: the referral decisions of A,
+    B, C (met) and D (missed, 27 Jan), A's LAC review (met, 28 Jan); in February D's late LAC
+    review (missed, 10 Feb); in March A's assessment (met, 26 Mar); nothing in April. E's
+    referral deadline was cancelled (withdrawn): it counts nowhere.
+    """
+    glasgow, london = (site_months(s, ZONES, STAGES, AT) for s in summary.sites)
+    rows = [(t.month, t.opened, t.met, t.missed, t.rate) for t in london.trends]
+    assert rows == [
+        (dt.date(2025, 1, 1), 5, 4, 1, 0.8),
+        (dt.date(2025, 2, 1), 0, 0, 1, 0.0),
+        (dt.date(2025, 3, 1), 0, 1, 0, 1.0),
+        (dt.date(2025, 4, 1), 0, 0, 0, None),
+    ]
+    # The month totals are the rule table's totals: the same deadlines, by the same definition.
+    rates = summary.sites[1].on_time
+    assert sum(t.met for t in london.trends) == sum(r.met for r in rates)
+    assert sum(t.missed for t in london.trends) == sum(r.missed for r in rates)
+    assert [(t.month, t.opened) for t in glasgow.trends] == [
+        (dt.date(2025, 3, 1), 1),
+        (dt.date(2025, 4, 1), 0),
+    ]
+
+
+def test_stages_by_month_worked_by_hand(summary: Summary) -> None:
+    """Cases in each stage at each local month end, and at AT for the month it falls in."""
+    london = site_months(summary.sites[1], ZONES, STAGES, AT)
+    counts = [(m.month.month, dict(m.counts), m.total) for m in london.stages]
+    # End of January: A to D in assessment (E withdrawn); end of March (00:00 BST on 1 April,
+    # 23:00 UTC on 31 March): A in treatment since 26 March. Every stage listed, zeros too.
+    assert [
+        (month, c["referral"], c["assessment"], c["treatment"], t) for month, c, t in counts
+    ] == [
+        (1, 0, 4, 0, 4),
+        (2, 0, 4, 0, 4),
+        (3, 0, 3, 1, 4),
+        (4, 0, 3, 1, 4),
+    ]
+    assert all(list(c) == STAGES for _, c, _ in counts)
+    glasgow = site_months(summary.sites[0], ZONES, STAGES, AT)
+    assert [dict(m.counts)["referral"] for m in glasgow.stages] == [1, 1]
+
+
+def test_month_ends_are_local_midnight() -> None:
+    """A case opened at 23:30 UTC on 31 May is a June referral in London (BST)."""
+    timeline = _open_case_timeline(opened_at=dt.datetime(2025, 5, 31, 23, 30, tzinfo=UTC))
+    site = _site_of(timeline)
+    months = site_months(site, ZONES, STAGES, dt.datetime(2025, 6, 10, tzinfo=UTC))
+    assert [(t.month, t.opened) for t in months.trends] == [(dt.date(2025, 6, 1), 1)]
+    as_utc = site_months(site, {}, STAGES, dt.datetime(2025, 6, 10, tzinfo=UTC))
+    assert [(t.month, t.opened) for t in as_utc.trends] == [
+        (dt.date(2025, 5, 1), 1),
+        (dt.date(2025, 6, 1), 0),
+    ]
+
+
+def _open_case_timeline(*, opened_at: dt.datetime) -> CaseTimeline:
+    """A one-stay open case at referral, opened at ``opened_at``."""
+    return CaseTimeline(
+        reference="LDN-M-0001",
+        pathway_id="nim-uk-england",
+        opened_at=opened_at,
+        closed_at=None,
+        outcome=None,
+        stage="referral",
+        spans=(StageSpan(stage="referral", entered_at=opened_at, left_at=None),),
+        deadlines=(),
+        pauses=(),
+    )
+
+
+def _site_of(*timelines: CaseTimeline) -> SiteSummary:
+    """A London summary holding only ``timelines``."""
+    return SiteSummary(
+        site="london",
+        pathway_ids=("nim-uk-england",),
+        opened=len(timelines),
+        closed=0,
+        outcomes=(),
+        open_by_stage=(),
+        stage_durations=(),
+        on_time=(),
+        overdue=(),
+        due_soon=(),
+        timelines=timelines,
+    )
+
+
+def test_report_shows_the_trends_table_and_chart(page: Node) -> None:
+    """The trends table has a row per month with raw values; the chart a bar per month."""
+    table = page.by_id("trends-london")
+    rows = [n for n in table.walk() if n.tag == "tr" and "data-month" in n.attrs]
+    assert [r.cells() for r in rows] == [
+        ["Jan 2025", "5", "4", "1", "80%"],
+        ["Feb 2025", "0", "0", "1", "0%"],
+        ["Mar 2025", "0", "1", "0", "100%"],
+        ["Apr 2025", "0", "0", "0", "-"],
+    ]
+    month = next(n for n in rows[0].walk() if n.tag == "td")
+    assert month.attrs["data-value"] == "2025-01"
+    rate = [n for n in rows[0].walk() if n.tag == "td"][-1]
+    assert rate.attrs["data-value"] == "0.8"
+    chart = page.by_id("trends-chart-london")
+    assert chart.attrs["role"] == "img"
+    assert next(n.text() for n in chart.walk() if n.tag == "title").startswith(
+        "Referrals and on-time rate by month at london"
+    )
+    bars = chart.by_class("referrals", tag="rect")
+    assert len(bars) == 4
+    assert len(chart.by_class("rate-point", tag="circle")) == 3  # April has no rate
+    stages = page.by_id("stages-chart-london")
+    assert {b.attrs["data-stage"] for b in stages.by_class("bar")} == {"assessment", "treatment"}
+    by_month = page.by_id("stages-by-month-london")
+    headers = [n.attrs["data-key"] for n in by_month.walk() if n.tag == "th"]
+    assert headers == ["month", *STAGES, "open"]
+    assert by_month.row(month="2025-03").cells() == ["Mar 2025", "0", "3", "1", "0", "0", "4"]
+
+
+# -- labels ---------------------------------------------------------------------------------------
+
+
+def test_rule_labels_read_as_words() -> None:
+    """Rule names become labels: words, acronyms in capitals, the first word capitalised."""
+    assert rule_label("lac_review") == "LAC review"
+    assert rule_label("referral_decision") == "Referral decision"
+    assert rule_label("icso_limit") == "ICSO limit"
+    assert rule_label("interim_cso") == "Interim CSO"
+    assert rule_label("asfa_15_of_22") == "ASFA 15 of 22"
+    assert rule_label("") == ""
+
+
+def test_report_shows_titles_and_keeps_identifiers(page: Node) -> None:
+    """Stages and rules show their titles; the identifiers stay in data values and tooltips."""
+    overdue = page.by_id("overdue-london").by_class("overdue-row", tag="tr")[0]
+    cells = [n for n in overdue.walk() if n.tag == "td"]
+    assert (cells[1].text(), cells[1].attrs["data-value"]) == ("LAC review", "lac_review")
+    assert (cells[2].text(), cells[2].attrs["data-value"]) == ("Statutory clock", "")
+    open_case = page.by_id("open-cases-london").row(reference="LDN-T-0001")
+    stage = [n for n in open_case.walk() if n.tag == "td"][1]
+    assert (stage.text(), stage.attrs["data-value"]) == ("Treatment", "treatment")
+    # A repeated, extended deadline: its label and tooltip name the occurrence; the tag is not
+    # part of the label the CSV exports.
+    cell = _tables._rule_cell(_tables.Labels(stages={}), "lac_review", 2, 1)
+    column = Column(key="deadline", label="Deadline", titled=True)
+    assert dict(cell.attributes(column)) == {
+        "data-value": "lac_review",
+        "data-label": "LAC review #2",
+        "title": "lac_review #2",
+    }
+    assert cell.tags == (("extended 1\u00d7", ""),)
+    # A stage column's heading names the stage's identifier in its tooltip.
+    by_month = page.by_id("stages-by-month-london")
+    headings = {n.attrs["data-key"]: n for n in by_month.walk() if n.tag == "th"}
+    assert headings["recommendation"].text() == "Final report and recommendation"
+    assert headings["recommendation"].attrs["title"] == "recommendation"
+    rule = [n for n in page.by_id("on-time-london").row(rule="lac_review").walk() if n.tag == "td"]
+    assert rule[0].text() == "LAC review"
+    bar_titles = [
+        n.text()
+        for bar in page.by_id("timeline-london").by_class("bar")
+        for n in bar.walk()
+        if n.tag == "title"
+    ]
+    assert any(
+        t.startswith("LDN-T-0001: Treatment (treatment) from 2025-03-26") for t in bar_titles
+    )
+    marker_titles = [
+        n.text()
+        for m in page.by_id("timeline-london").by_class("marker")
+        for n in m.walk()
+        if n.tag == "title"
+    ]
+    assert any("LAC review (lac_review) (statutory clock)" in t for t in marker_titles)
+
+
+# -- the tables -----------------------------------------------------------------------------------
+
+
+def test_every_table_sorts_filters_and_exports(page: Node) -> None:
+    """Every data table has sort buttons saying their kind, the tools, and a cell per column."""
+    tables = [n for n in page.walk() if n.tag == "table"]
+    assert len(tables) == 2 * len(_html.SITE_TABLES)
+    for table in tables:
+        assert "data" in table.classes
+        assert table.attrs["data-file"].endswith(".csv")
+        headers = [n for n in table.walk() if n.tag == "th"]
+        assert headers
+        for th in headers:
+            assert th.attrs["data-sort"] in ("text", "number", "date")
+            assert [n.tag for n in th.walk()][1] == "button"
+        block = table.parent
+        while block is not None and "table-block" not in block.classes:
+            block = block.parent
+        assert block is not None
+        tools = block.by_class("table-tools")[0]
+        assert "hidden" in tools.attrs  # shown by the script; without it the table is all
+        assert tools.by_class("table-filter", tag="input")
+        assert tools.by_class("table-csv", tag="button")
+        for row in (n for n in table.walk() if n.tag == "tr" and "empty" not in n.classes):
+            cells = [n for n in row.walk() if n.tag == "td"]
+            if not cells:
+                continue
+            assert len(cells) == len(headers)
+            for th, td in zip(headers, cells, strict=True):
+                raw = td.attrs.get("data-value", td.text())
+                if th.attrs["data-sort"] == "number" and raw != "":
+                    float(raw)
+                if th.attrs["data-sort"] == "date":
+                    assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", raw), raw
+
+
+def test_csv_field_defuses_formulas_and_quotes() -> None:
+    """Formula-like starts get a quote (numbers do not); commas, quotes and breaks are quoted."""
+    assert csv_field("=1+2") == "'=1+2"
+    assert csv_field("+44") == "'+44"
+    assert csv_field("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_field("-x") == "'-x"
+    assert csv_field("-3") == "-3"
+    assert csv_field("-0.5") == "-0.5"
+    assert csv_field("\tx") == "'\tx"
+    assert csv_field("plain") == "plain"
+    assert csv_field('a,"b"') == '"a,""b"""'
+    assert csv_field("=a,b") == '"\'=a,b"'
+    assert csv_field("two\nlines") == '"two\nlines"'
+    assert csv_field("") == ""
+
+
+def test_table_csv_has_every_row_raw_values_and_titles() -> None:
+    """A titled column exports the identifier and its title; all rows; CRLF line ends."""
+    table = Table(
+        id="t",
+        name="overdue",
+        site="london",
+        heading="Overdue",
+        columns=(
+            Column(key="reference", label="Reference"),
+            Column(key="deadline", label="Deadline", titled=True),
+            Column(key="days", label="Days", sort="number"),
+        ),
+        rows=(
+            Row(
+                cells=(
+                    Cell(text="LDN-1"),
+                    Cell(text="LAC review", value="lac_review", tags=(("extended 2x", ""),)),
+                    Cell(text="67"),
+                )
+            ),
+            Row(cells=(Cell(text="=HYPERLINK()"), Cell(text="A, B", value="a_b"), Cell(text="-3"))),
+        ),
+    )
+    assert table.to_csv() == (
+        "reference,deadline,deadline_title,days\r\n"
+        "LDN-1,lac_review,LAC review,67\r\n"
+        '\'=HYPERLINK(),a_b,"A, B",-3\r\n'
+    )
+    assert table.file_name == "london-overdue.csv"
+    assert Table(**{**_fields(table), "site": "../<x> y"}).file_name == "x-y-overdue.csv"
+
+
+def test_table_rows_are_escaped() -> None:
+    """Markup in a value, a data attribute or a tag reaches the page escaped."""
+    table = Table(
+        id="t",
+        name="x",
+        site="s",
+        heading="X",
+        columns=(Column(key="a", label="A", titled=True),),
+        rows=(
+            Row(
+                cells=(Cell(text="<b>", value='"><i>', tags=(("<u>", "x"),)),),
+                data=(("reference", "<s>"),),
+            ),
+        ),
+    )
+    html = str(table.body_html())
+    assert "<b>" not in html
+    assert "<i>" not in html
+    assert "<u>" not in html
+    assert "<s>" not in html
+    assert 'data-value="&#34;&gt;&lt;i&gt;"' in html
+    assert "&lt;b&gt;" in html
+    empty = Table(**{**_fields(table), "rows": (), "empty": "<none>"})
+    assert str(empty.body_html()) == '<tr class="empty"><td colspan="1">&lt;none&gt;</td></tr>'
+
+
+def _fields(table: Table) -> dict[str, object]:
+    return {name: getattr(table, name) for name in Table.__dataclass_fields__}
+
+
+def test_page_csv_of_a_table_is_the_models(engine: nw.Engine, summary: Summary) -> None:
+    """What the page's cells carry reads back as the model's CSV (raw values, then titles)."""
+    views = _html.site_views(summary, [engine.pathway(p) for p in summary.pathway_ids])
+    overdue = next(t for t in views[1].tables if t.name == "overdue")
+    assert overdue.to_csv().splitlines() == [
+        "reference,deadline,deadline_title,stage,stage_title,due_on,days",
+        "LDN-T-0002,lac_review,LAC review,,Statutory clock,2025-01-30,67",
+        "LDN-T-0002,assessment,Assessment,assessment,Assessment,2025-04-04,3",
+    ]
+
+
+# -- the timeline at scale ------------------------------------------------------------------------
+
+
+def test_timeline_puts_the_cases_most_in_need_of_attention_first(summary: Summary) -> None:
+    """Overdue first, then the open case due soonest, then the rest, closed cases last."""
+    order = [t.reference for t in _html.attention_order(summary.sites[1].timelines)]
+    # B is overdue; C's assessment is due 10 Apr, D's 21 Apr; A's next LAC review 28 Apr
+    # (or its treatment deadline, later); E is closed.
+    assert order[:3] == ["LDN-T-0002", "LDN-T-0003", "LDN-T-0004"]
+    assert order[-1] == "LDN-T-0005"
+    assert sorted(order) == [f"LDN-T-000{n}" for n in range(1, 6)]
+
+
+def test_timeline_draws_at_most_its_limit_and_says_how_many_it_leaves_out(
+    engine: nw.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the limit the timeline draws the first cases by attention and notes the rest."""
+    monkeypatch.setattr(_html, "TIMELINE_ROWS", 2)
+    page = parse(build_report(engine, at=AT))
+    timeline = page.by_id("timeline-london")
+    rows = timeline.by_class("case-row", tag="g")
+    assert [r.attrs["data-reference"] for r in rows] == ["LDN-T-0002", "LDN-T-0003"]
+    title = next(n for n in timeline.walk() if n.tag == "title").text()
+    assert title.startswith("Timeline of 2 of 5 cases at london")
+    note = page.by_id("site-london").by_class("timeline-note")[0].text()
+    assert note.startswith("Showing 2 of 5 cases, those most in need of attention")
+    assert "3 cases are not drawn here" in note
+    # The tables and the month chart still count every case.
+    assert len(page.by_id("open-cases-london").by_class("open-case", tag="tr")) == 4
+    glasgow = page.by_id("site-glasgow").by_class("timeline-note")[0].text()
+    assert glasgow.startswith("Every case (1)")

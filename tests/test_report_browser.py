@@ -2,12 +2,19 @@
 
 Chromium parses the page and dumps the DOM it built, which is checked for a timeline bar for
 every case, the overdue rows and every site's section; a screenshot is kept under
-``test-artifacts/`` for people to look at. Without Chromium the test is skipped, except under
-CI (``CI`` set to anything but "", "0" or "false"), where a missing browser is a failure.
+``test-artifacts/`` for people to look at. The tables' script is exercised by real Chromium too:
+a copy of the page with a test-only script appended clicks a column's sort button, types into a
+filter box and presses "Download CSV" with the download intercepted (``URL.createObjectURL``
+wrapped to keep the Blob, whose text is then read), and writes what it saw into
+``<pre id="results">`` as JSON, read back from the dumped DOM. (That the page reads complete
+with scripts off is checked on its source, in test_report.py: Chromium dumps no DOM with
+scripts off.) Without Chromium the tests are skipped, except under CI (``CI`` set to anything
+but "", "0" or "false"), where a missing browser is a failure.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +26,10 @@ from pathlib import Path
 import pytest
 from ci_guard import skip_or_fail
 
+import nim_workflow as nw
 from nim_workflow._demo import DEMO_END, DemoResult, run_demo
+from nim_workflow._report._html import site_views
+from nim_workflow._report._tables import Table
 
 pytestmark = pytest.mark.browser
 
@@ -202,3 +212,173 @@ def test_rendered_report_screenshot(demo: DemoResult, tmp_path: Path) -> None:
     assert any(min(px) < 100 for row in top for px in row), "no dark text at the top"
     colours = {px for row in rows[::25] for px in row[::5]}
     assert len(colours) > 20, f"only {len(colours)} colours: a blank or unstyled page"
+
+
+#: Appended to a copy of the report: drives one table as a person would and reports as JSON.
+#: ``__TABLE__`` is replaced by the table's id, ``__WORD__`` by the filter text (both JSON).
+_PROBE = """
+<pre id="results"></pre>
+<script>
+(async function () {
+  const out = {};
+  const blobs = [];
+  const downloads = [];
+  URL.createObjectURL = function (blob) { blobs.push(blob); return "blob:captured"; };
+  URL.revokeObjectURL = function () {};
+  HTMLAnchorElement.prototype.click = function () { downloads.push(this.download); };
+  try {
+    const table = document.getElementById(__TABLE__);
+    const block = table.closest(".table-block");
+    const headers = Array.from(table.tHead.rows[0].cells);
+    const column = (key) => headers.findIndex((th) => th.dataset.key === key);
+    const rows = () => Array.from(table.tBodies[0].rows);
+    const read = (row, key) => {
+      const cell = row.cells[column(key)];
+      return cell.hasAttribute("data-value") ? cell.dataset.value : cell.textContent.trim();
+    };
+    // Each download's Blob is kept; all are read at the end (one wait, not one per table).
+    const download = (from) => {
+      from.querySelector(".table-csv").click();
+      return blobs.length - 1;
+    };
+    out.toolsHidden = block.querySelector(".table-tools").hidden;
+    out.initialCount = block.querySelector(".table-count").textContent;
+    out.headerIsButton = headers.every((th) => th.querySelector("button.sort") !== null);
+    const sortButton = headers[column("days")].querySelector("button.sort");
+    sortButton.focus();
+    out.keyboardFocus = document.activeElement === sortButton && sortButton.tabIndex === 0;
+    const first = download(block);
+    const every = {};
+    for (const other of document.querySelectorAll("table.data")) {
+      every[other.id] = download(other.closest(".table-block"));
+    }
+    const sortBy = (key) => headers[column(key)].querySelector("button.sort").click();
+    sortBy("days");
+    out.daysAscending = rows().map((row) => read(row, "days"));
+    out.ariaFirst = headers[column("days")].getAttribute("aria-sort");
+    sortBy("days");
+    out.daysDescending = rows().map((row) => read(row, "days"));
+    out.ariaSecond = headers[column("days")].getAttribute("aria-sort");
+    sortBy("in_stage_since");
+    out.datesAscending = rows().map((row) => read(row, "in_stage_since"));
+    out.ariaOthers = headers
+      .filter((th) => th.hasAttribute("aria-sort"))
+      .map((th) => th.dataset.key);
+    const filter = block.querySelector(".table-filter");
+    filter.value = __WORD__;
+    filter.dispatchEvent(new Event("input", { bubbles: true }));
+    out.visible = rows().filter((row) => !row.hidden).map((row) => row.dataset.reference);
+    out.filteredCount = block.querySelector(".table-count").textContent;
+    const filtered = download(block);
+    rows()[0].cells[column("reference")].setAttribute("data-value", '=cmd|"a,b"');
+    const hostile = download(block);
+    out.downloads = downloads.slice(0, 1);
+    out.csvType = blobs[first].type;
+    const texts = await Promise.all(blobs.map((blob) => blob.text()));
+    out.csv = texts[first];
+    out.csvFiltered = texts[filtered];
+    out.csvHostile = texts[hostile];
+    out.everyCsv = {};
+    for (const [id, index] of Object.entries(every)) {
+      out.everyCsv[id] = texts[index];
+    }
+  } catch (error) {
+    out.error = String((error && error.stack) || error);
+  }
+  document.getElementById("results").textContent = JSON.stringify(out);
+})();
+</script>
+"""
+
+
+class _Results(HTMLParser):
+    """The text of ``<pre id="results">`` in a dumped DOM."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: Sequence[tuple[str, str | None]]) -> None:
+        self._inside = tag == "pre" and dict(attrs).get("id") == "results"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.text += data
+
+
+def _tables(demo: DemoResult) -> dict[str, Table]:
+    """Every table model of the demo's report, by element id, as the report drew them."""
+    pathways = nw.bundled_pathways()
+    summary = demo.summary
+    views = site_views(summary, [pathways[pid] for pid in summary.pathway_ids])
+    return {table.id: table for view in views for table in view.tables}
+
+
+def test_tables_sort_filter_and_download_csv_in_chromium(demo: DemoResult, tmp_path: Path) -> None:
+    """Sorting (numbers, dates, both ways), filtering and the CSV download, run by Chromium."""
+    browser = _chromium()
+    assert demo.html is not None
+    site = next(s for s in demo.summary.sites if s.site == "london")
+    cases = [c for group in site.open_by_stage for c in group.cases]
+    treated = [c.reference for c in cases if c.stage == "treatment"]
+    assert 0 < len(treated) < len(cases), "the demo's London needs cases in and out of treatment"
+    probe = _PROBE.replace("__TABLE__", json.dumps("open-cases-london")).replace(
+        "__WORD__", json.dumps("Treatment")
+    )
+    page = tmp_path / "probe.html"
+    page.write_text(
+        demo.html.read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+        encoding="utf-8",
+    )
+    done = _run_chromium(
+        browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    parser = _Results()
+    parser.feed(done.stdout)
+    parser.close()
+    assert parser.text, "the probe wrote no results: " + done.stderr[-2000:]
+    out = json.loads(parser.text)
+    assert "error" not in out, out.get("error")
+
+    total = len(cases)
+    assert out["toolsHidden"] is False  # the script shows the tools it works
+    assert out["initialCount"] == f"{total} of {total} rows"
+    assert out["headerIsButton"] is True
+    assert out["keyboardFocus"] is True  # a button: reached by Tab, pressed by Enter or Space
+
+    # Sorting: numerically both ways (never as text: 9 before 10), then by date.
+    days = [c.days_in_stage for c in cases]
+    assert [int(v) for v in out["daysAscending"]] == sorted(days)
+    assert [int(v) for v in out["daysDescending"]] == sorted(days, reverse=True)
+    assert (out["ariaFirst"], out["ariaSecond"]) == ("ascending", "descending")
+    dates = [c.entered_on.isoformat() for c in cases]
+    assert out["datesAscending"] == sorted(dates)
+    assert out["ariaOthers"] == ["in_stage_since"]
+
+    # Filtering: only the rows in treatment stay visible, counted.
+    assert sorted(out["visible"]) == sorted(treated)
+    assert out["filteredCount"] == f"{len(treated)} of {total} rows"
+
+    # The CSV: the file name, every row, raw values and titles, the same as the model's.
+    models = _tables(demo)
+    model = models["open-cases-london"]
+    assert out["downloads"] == ["london-open-cases.csv"]
+    assert out["csvType"].startswith("text/csv")
+    assert out["csv"] == model.to_csv()
+    lines = out["csv"].split("\r\n")
+    assert lines[0] == "reference,stage,stage_title,in_stage_since,days,working_days,paused"
+    assert len(lines) == total + 2  # the header, a line per case, and the final line end
+    # Every table's CSV, made by the page's script, is its model's, byte for byte.
+    assert set(out["everyCsv"]) == set(models)
+    for table_id, table in models.items():
+        assert out["everyCsv"][table_id] == table.to_csv(), table_id
+    # Filtered out or not, every row is exported (in the order drawn).
+    assert sorted(out["csvFiltered"].split("\r\n")) == sorted(lines)
+    # A value with a formula start, a comma and quotes: defused, then quoted (RFC 4180).
+    hostile = out["csvHostile"].split("\r\n")[1]
+    assert hostile.startswith('"\'=cmd|""a,b"""' + ",")

@@ -2,8 +2,10 @@
 
 It reads an :class:`~nim_workflow.Engine` through the engine's bulk read (one statement per
 table, never one per case), never its tables directly.
-:func:`summarize` builds the :class:`Summary` tree, :func:`format_summary` prints it as plain-text
-tables, and :func:`build_report` renders one static, self-contained HTML page from it.
+:func:`summarize` builds the :class:`Summary` tree, :func:`site_months` counts each site's
+history month by month from it, :func:`format_summary` prints it as plain-text tables, and
+:func:`build_report` renders one self-contained HTML page from it, whose tables sort, filter and
+download as CSV by one embedded script.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from nim_workflow._report._summary import (
     CaseTimeline,
     DeadlineItem,
     DeadlineMark,
+    MonthTrend,
     OnTimeRate,
     OpenCase,
+    SiteMonths,
     SiteSummary,
     StageDurations,
     StageGroup,
+    StageMonth,
     StageSpan,
     Summary,
     format_summary,
     percentile,
+    site_months,
     summarize,
 )
 
@@ -29,16 +35,20 @@ __all__ = [
     "CaseTimeline",
     "DeadlineItem",
     "DeadlineMark",
+    "MonthTrend",
     "OnTimeRate",
     "OpenCase",
+    "SiteMonths",
     "SiteSummary",
     "StageDurations",
     "StageGroup",
+    "StageMonth",
     "StageSpan",
     "Summary",
     "build_report",
     "format_summary",
     "percentile",
     "render_report",
+    "site_months",
     "summarize",
 ]

@@ -1,17 +1,25 @@
 """The coordinator's report as one static, self-contained HTML file.
 
 :func:`build_report` takes the :class:`~nim_workflow._report._summary.Summary` of an engine, lays
-out every chart as plain numbers here (case timelines, pathway diagrams), and hands both to a
-Jinja2 template with autoescaping on, so every reference, stage or site name reaches the page
-escaped. The page loads nothing: its CSS is embedded, its charts are inline SVG drawn here (no
-script, no font, no network), and it holds no personal details, only references, stages, dates
-and rule names.
+out every chart as plain numbers here (trends by month, cases in each stage by month, the case
+timeline, pathway diagrams), builds its tables (:mod:`nim_workflow._report._tables`), and hands
+them to a Jinja2 template with autoescaping on, so every reference, stage or site name reaches
+the page escaped. The page loads nothing: its CSS and its one small script are embedded, its
+charts are inline SVG drawn here (no script, no font, no network), and it holds no personal
+details, only references, stages, dates and rule names. The script only sorts, filters and
+exports the tables, which are complete without it.
+
+The timeline draws at most :data:`TIMELINE_ROWS` cases, those most in need of attention, and
+says how many it leaves out; the chart of cases in each stage by month covers every case. So
+the page stays a few megabytes and quick to draw at a site of 10,000 cases.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,15 +31,19 @@ from nim_workflow._pathway._diagram import render_mermaid
 from nim_workflow._report._summary import (
     CaseTimeline,
     DeadlineMark,
+    SiteMonths,
+    SiteSummary,
     Summary,
+    site_months,
     summarize,
 )
+from nim_workflow._report._tables import SITE_TABLES, Labels, SiteData, Table, rule_label
 
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine
     from nim_workflow._pathway._model import Pathway
 
-__all__ = ["build_report", "render_report"]
+__all__ = ["TIMELINE_ROWS", "SiteView", "build_report", "render_report", "site_views"]
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 STAGE_COLOURS: Mapping[str, str] = {
@@ -55,6 +67,19 @@ _BAR_TOP = 4
 _BAR_HEIGHT = 12
 _BOTTOM = 12
 _LOOK_AHEAD_DAYS = 31
+#: The most cases the timeline draws: those most in need of attention (see attention_order).
+TIMELINE_ROWS = 100
+
+# Month chart geometry (trends, and cases in each stage by month).
+_CHART_LEFT = 56
+_CHART_PLOT = 1060
+_CHART_RIGHT = 56
+_CHART_TOP = 22
+_CHART_HEIGHT = 170
+_CHART_BOTTOM = 34
+#: The referral bars' colour and the on-time line's (Okabe-Ito sky blue and black).
+REFERRAL_COLOUR = "#56B4E9"
+RATE_COLOUR = "#1a1a1a"
 
 # Pathway diagram geometry.
 _BOX_HEIGHT = 42
@@ -145,6 +170,13 @@ class Timeline:
     as_of_label: str
     start_label: str
     end_label: str
+    #: How many cases the site has; ``len(rows)`` of them are drawn.
+    total: int
+
+    @property
+    def hidden(self) -> int:
+        """How many of the site's cases the timeline does not draw."""
+        return self.total - len(self.rows)
 
 
 def _colour_for(stage: str, order: Sequence[str]) -> str:
@@ -164,10 +196,44 @@ def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
+def attention_order(timelines: Iterable[CaseTimeline]) -> list[CaseTimeline]:
+    """Cases most in need of attention first: the order the timeline draws them in.
+
+    Cases with an overdue deadline come first, the longest overdue first; then the other open
+    cases with an open deadline, the one due soonest first; then open cases without one, the
+    longest in their stage first; then closed cases, the most recently closed first. Ties go
+    by reference.
+    """
+
+    def key(timeline: CaseTimeline) -> tuple[int, float, str]:
+        if timeline.closed_at is not None:
+            return (3, -timeline.closed_at.timestamp(), timeline.reference)
+        overdue = [m.due_at for m in timeline.deadlines if m.status == "overdue"]
+        if overdue:
+            return (0, min(overdue).timestamp(), timeline.reference)
+        due = [m.due_at for m in timeline.deadlines if m.status == "open"]
+        if due:
+            return (1, min(due).timestamp(), timeline.reference)
+        entered = timeline.spans[-1].entered_at if timeline.spans else timeline.opened_at
+        return (2, entered.timestamp(), timeline.reference)
+
+    return sorted(timelines, key=key)
+
+
 def layout_timeline(
-    timelines: Sequence[CaseTimeline], at: dt.datetime, stage_order: Sequence[str]
+    timelines: Sequence[CaseTimeline],
+    at: dt.datetime,
+    stage_order: Sequence[str],
+    titles: Mapping[str, str] | None = None,
+    *,
+    total: int | None = None,
 ) -> Timeline:
-    """Lay out the case rows on one time axis from the first month any case opened to ``at``."""
+    """Lay out the case rows on one time axis from the first month any case opened to ``at``.
+
+    ``titles`` name the stages in the tooltips (their identifiers follow in brackets);
+    ``total`` is how many cases the site has when ``timelines`` are only some of them.
+    """
+    titles = titles or {}
     starts = [t.opened_at for t in timelines] or [at]
     first = _month_start(min(starts).astimezone(dt.UTC).date())
     start = dt.datetime.combine(first, dt.time(0), tzinfo=dt.UTC)
@@ -196,6 +262,7 @@ def layout_timeline(
             x0, x1 = x_of(span_.entered_at), x_of(stop)
             until = span_.left_at.date().isoformat() if span_.left_at else "now"
             days = (stop - span_.entered_at).days
+            stage_title = titles.get(span_.stage, span_.stage)
             bars.append(
                 Bar(
                     x=x0,
@@ -205,7 +272,7 @@ def layout_timeline(
                     stage=span_.stage,
                     colour=_colour_for(span_.stage, stage_order),
                     title=(
-                        f"{timeline.reference}: {span_.stage} from "
+                        f"{timeline.reference}: {stage_title} ({span_.stage}) from "
                         f"{span_.entered_at.date().isoformat()} to {until} ({days} days)"
                     ),
                 )
@@ -291,12 +358,14 @@ def layout_timeline(
         as_of_label=f"as of {at.date().isoformat()}",
         start_label=first.isoformat(),
         end_label=at.date().isoformat(),
+        total=len(rows) if total is None else total,
     )
 
 
 def _marker_title(reference: str, mark: DeadlineMark) -> str:
     name = mark.name if mark.occurrence == 1 else f"{mark.name} #{mark.occurrence}"
-    what = "statutory clock" if mark.kind == "clock" else "stage deadline"
+    name = f"{rule_label(mark.name)} ({name})"
+    what = {"clock": "statutory clock", "window": "window"}.get(mark.kind, "stage deadline")
     due = mark.due_on.isoformat()
     settled = mark.settled_at.date().isoformat() if mark.settled_at is not None else ""
     state = {
@@ -620,6 +689,223 @@ def layout_diagram(pathway: Pathway) -> Diagram:
     )
 
 
+# -- the month charts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block:
+    """A bar, or one stage's part of a stacked bar, in a month chart."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str
+    stage: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    """A month's on-time rate on the trend chart."""
+
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AxisTick:
+    """A labelled value on a chart's vertical axis (``y``) or a month on its horizontal one."""
+
+    at: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonthChart:
+    """A chart of one value (or a stack of values) per month, with an optional rate line.
+
+    Trends: ``blocks`` are the referral bars and ``points`` (joined by ``line``) the on-time
+    rate, read on the right-hand axis ``rate_ticks``. Stages: ``blocks`` are the stacked stage
+    counts at each month's end.
+    """
+
+    width: float
+    height: float
+    plot_left: float
+    plot_right: float
+    top: float
+    bottom: float
+    blocks: tuple[Block, ...]
+    count_ticks: tuple[AxisTick, ...]
+    months: tuple[AxisTick, ...]
+    points: tuple[Point, ...] = ()
+    line: str = ""
+    rate_ticks: tuple[AxisTick, ...] = ()
+    title: str
+    description: str
+
+
+def _count_step(largest: int) -> int:
+    """A round step giving at most five grid lines up to ``largest``."""
+    step = 1
+    while True:
+        for multiple in (1, 2, 5):
+            if largest <= step * multiple * 5:
+                return step * multiple
+        step *= 10
+
+
+def _month_axis(months: Sequence[dt.date]) -> tuple[float, tuple[AxisTick, ...]]:
+    """The width of one month's slot and the month labels (thinned so they never crowd)."""
+    slot = _CHART_PLOT / max(len(months), 1)
+    every = max(1, math.ceil(len(months) / 18))
+    ticks = tuple(
+        AxisTick(
+            at=round(_CHART_LEFT + slot * (i + 0.5), 2),
+            label=m.strftime("%b %Y") if m.month == 1 or i == 0 else m.strftime("%b"),
+        )
+        for i, m in enumerate(months)
+        if i % every == 0
+    )
+    return slot, ticks
+
+
+def _count_ticks(largest: int) -> tuple[int, tuple[AxisTick, ...]]:
+    step = _count_step(largest)
+    top = max(step, math.ceil(largest / step) * step)
+    ticks = tuple(
+        AxisTick(at=round(_CHART_TOP + _CHART_HEIGHT * (1 - v / top), 2), label=str(v))
+        for v in range(0, top + 1, step)
+    )
+    return top, ticks
+
+
+def layout_trends(months: SiteMonths) -> MonthChart | None:
+    """Referrals per month as bars, the on-time rate of each month as a line; ``None``: no data.
+
+    A month with no deadline settled has no rate: the line breaks there rather than dropping.
+    """
+    trends = months.trends
+    if not trends:
+        return None
+    slot, month_ticks = _month_axis([t.month for t in trends])
+    top, count_ticks = _count_ticks(max(t.opened for t in trends))
+    bottom = _CHART_TOP + _CHART_HEIGHT
+    blocks = []
+    points = []
+    line: list[str] = []
+    previous = False
+    for i, t in enumerate(trends):
+        x = _CHART_LEFT + slot * i
+        height = _CHART_HEIGHT * t.opened / top
+        label = t.month.strftime("%B %Y")
+        blocks.append(
+            Block(
+                x=round(x + slot * 0.15, 2),
+                y=round(bottom - height, 2),
+                width=round(slot * 0.7, 2),
+                height=round(height, 2),
+                colour=REFERRAL_COLOUR,
+                title=f"{label}: {t.opened} referral{'' if t.opened == 1 else 's'}",
+            )
+        )
+        if t.rate is None:
+            previous = False
+            continue
+        px = round(x + slot / 2, 2)
+        py = round(_CHART_TOP + _CHART_HEIGHT * (1 - t.rate), 2)
+        points.append(
+            Point(
+                x=px,
+                y=py,
+                title=(f"{label}: {t.rate * 100:.0f}% on time ({t.met} met, {t.missed} missed)"),
+            )
+        )
+        line.append(f"{'L' if previous else 'M'} {px} {py}")
+        previous = True
+    rate_ticks = tuple(
+        AxisTick(at=round(_CHART_TOP + _CHART_HEIGHT * (1 - q), 2), label=f"{q * 100:.0f}%")
+        for q in (0, 0.25, 0.5, 0.75, 1)
+    )
+    first, last = trends[0].month.strftime("%B %Y"), trends[-1].month.strftime("%B %Y")
+    return MonthChart(
+        width=_CHART_LEFT + _CHART_PLOT + _CHART_RIGHT,
+        height=_CHART_TOP + _CHART_HEIGHT + _CHART_BOTTOM,
+        plot_left=_CHART_LEFT,
+        plot_right=_CHART_LEFT + _CHART_PLOT,
+        top=_CHART_TOP,
+        bottom=bottom,
+        blocks=tuple(blocks),
+        count_ticks=count_ticks,
+        months=month_ticks,
+        points=tuple(points),
+        line=" ".join(line),
+        rate_ticks=rate_ticks,
+        title=f"Referrals and on-time rate by month at {months.site}, {first} to {last}",
+        description=(
+            f"Bars: cases opened each month ({sum(t.opened for t in trends)} in all). Line: "
+            "the share of deadlines settled that month that were met (right-hand axis). The "
+            "table below gives the same figures."
+        ),
+    )
+
+
+def layout_stage_months(
+    months: SiteMonths, stage_order: Sequence[str], titles: Mapping[str, str]
+) -> MonthChart | None:
+    """Cases in each stage at each month's end, stacked in pathway order; ``None``: no data."""
+    rows = months.stages
+    if not rows:
+        return None
+    slot, month_ticks = _month_axis([m.month for m in rows])
+    top, count_ticks = _count_ticks(max(m.total for m in rows))
+    bottom = _CHART_TOP + _CHART_HEIGHT
+    blocks = []
+    for i, m in enumerate(rows):
+        x = _CHART_LEFT + slot * i
+        base = float(bottom)
+        label = m.month.strftime("%B %Y")
+        for stage, count in m.counts:
+            if not count:
+                continue
+            height = _CHART_HEIGHT * count / top
+            base -= height
+            blocks.append(
+                Block(
+                    x=round(x + slot * 0.1, 2),
+                    y=round(base, 2),
+                    width=round(slot * 0.8, 2),
+                    height=round(height, 2),
+                    colour=_colour_for(stage, stage_order),
+                    title=(
+                        f"{label}: {count} in {titles.get(stage, stage)} ({stage}), {m.total} open"
+                    ),
+                    stage=stage,
+                )
+            )
+    first, last = rows[0].month.strftime("%B %Y"), rows[-1].month.strftime("%B %Y")
+    return MonthChart(
+        width=_CHART_LEFT + _CHART_PLOT + _CHART_RIGHT,
+        height=_CHART_TOP + _CHART_HEIGHT + _CHART_BOTTOM,
+        plot_left=_CHART_LEFT,
+        plot_right=_CHART_LEFT + _CHART_PLOT,
+        top=_CHART_TOP,
+        bottom=bottom,
+        blocks=tuple(blocks),
+        count_ticks=count_ticks,
+        months=month_ticks,
+        title=f"Open cases in each stage at the end of each month at {months.site}, "
+        f"{first} to {last}",
+        description=(
+            "Stacked bars, one per month: how many of the site's cases were in each stage at "
+            "the month's end (this month: now), every case counted. The table below gives the "
+            "same figures."
+        ),
+    )
+
+
 # -- the page -------------------------------------------------------------------------------------
 
 
@@ -632,8 +918,10 @@ class LegendItem:
     colour: str
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    """The template's environment, made (and the template compiled) once per process."""
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("nim_workflow._report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -641,29 +929,47 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["thousands"] = "{:,}".format
+    return env
 
 
-def _fmt_number(value: float) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteView:
+    """One site's section of the page, laid out."""
+
+    site: SiteSummary
+    timeline: Timeline
+    legend: tuple[LegendItem, ...]
+    trends: MonthChart | None
+    stages: MonthChart | None
+    tables: tuple[Table, ...]
 
 
-def _fmt_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.0f}%"
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
 
 
-def render_report(summary: Summary, pathways: Iterable[Pathway]) -> str:
-    """Render a summary and the diagrams of ``pathways`` as the report's HTML."""
+def site_views(summary: Summary, pathways: Iterable[Pathway]) -> tuple[SiteView, ...]:
+    """Lay out every site's section: its charts, its timeline and its tables.
+
+    ``pathways`` are those the summary's cases run on: their stage titles label the page and
+    their time zones set the months.
+    """
     used = list(pathways)
     stage_order: list[str] = []
     titles: dict[str, str] = {}
     for pathway in used:
         for stage in pathway.stages:
-            if stage.id not in titles and not stage.final:
-                stage_order.append(stage.id)
+            if stage.id not in titles:
                 titles[stage.id] = stage.title
+                if not stage.final:
+                    stage_order.append(stage.id)
     by_id = {p.id: p for p in used}
+    zones = {p.id: _zone(p.timezone) for p in used}
+    labels = Labels(stages=titles)
     sites = []
     for site in summary.sites:
         legend: list[LegendItem] = []
@@ -672,18 +978,41 @@ def render_report(summary: Summary, pathways: Iterable[Pathway]) -> str:
                 if not stage.final and all(item.stage != stage.id for item in legend):
                     colour = _colour_for(stage.id, stage_order)
                     legend.append(LegendItem(stage=stage.id, title=stage.title, colour=colour))
-        sites.append((site, layout_timeline(site.timelines, summary.at, stage_order), legend))
+        site_stages = [item.stage for item in legend] or stage_order
+        months = site_months(site, zones, site_stages, summary.at)
+        drawn = attention_order(site.timelines)[:TIMELINE_ROWS]
+        data = SiteData(
+            summary=summary, site=site, months=months, labels=labels, stage_order=site_stages
+        )
+        sites.append(
+            SiteView(
+                site=site,
+                timeline=layout_timeline(
+                    drawn, summary.at, stage_order, titles, total=len(site.timelines)
+                ),
+                legend=tuple(legend),
+                trends=layout_trends(months),
+                stages=layout_stage_months(months, stage_order, titles),
+                tables=tuple(make(data) for make in SITE_TABLES),
+            )
+        )
+    return tuple(sites)
+
+
+def render_report(summary: Summary, pathways: Iterable[Pathway]) -> str:
+    """Render a summary and the diagrams of ``pathways`` as the report's HTML."""
+    used = list(pathways)
+    sites = site_views(summary, used)
     import nim_workflow  # the package's version, read when rendering: __init__ may import us
 
-    env = _environment()
-    env.filters["num"] = _fmt_number
-    env.filters["rate"] = _fmt_rate
-    template = env.get_template("report.html.j2")
+    template = _environment().get_template("report.html.j2")
     return template.render(
         summary=summary,
         sites=sites,
         diagrams=[layout_diagram(p) for p in used],
         breach_colour=BREACH_COLOUR,
+        referral_colour=REFERRAL_COLOUR,
+        rate_colour=RATE_COLOUR,
         version=nim_workflow.__version__,
         as_of=summary.at.strftime("%Y-%m-%d %H:%M"),
         as_of_date=summary.at.date().isoformat(),

@@ -6,17 +6,20 @@ never one per case. It returns a tree of frozen dataclasses: per site, the open 
 with their days in stage, how long completed stages took, the on-time rate of every deadline
 rule, what is overdue and what falls due soon, and one timeline per case for drawing. The figures
 are exactly those the public per-case reads (``history``, ``deadlines``, ``pauses``, ``overdue``,
-``due``) would give. :func:`format_summary` turns that tree into the plain-text table the command
-line and the demo print. Nothing here holds personal details: only references, stages, dates,
-rule names and outcomes.
+``due``) would give. :func:`site_months` counts a site's history month by month from those
+timelines (referrals, deadlines met and missed, cases in each stage at each month's end), and
+:func:`format_summary` turns the tree into the plain-text table the command line and the demo
+print. Nothing here holds personal details: only references, stages, dates, rule names and
+outcomes.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -32,15 +35,19 @@ __all__ = [
     "CaseTimeline",
     "DeadlineItem",
     "DeadlineMark",
+    "MonthTrend",
     "OnTimeRate",
     "OpenCase",
+    "SiteMonths",
     "SiteSummary",
     "StageDurations",
     "StageGroup",
+    "StageMonth",
     "StageSpan",
     "Summary",
     "format_summary",
     "percentile",
+    "site_months",
     "summarize",
 ]
 
@@ -184,6 +191,50 @@ class CaseTimeline:
     spans: tuple[StageSpan, ...]
     deadlines: tuple[DeadlineMark, ...]
     pauses: tuple[tuple[dt.datetime, dt.datetime | None], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonthTrend:
+    """One month of a site, in the site's local time: referrals and deadlines settled.
+
+    ``opened`` counts the cases opened (referrals) in the month. ``met`` and ``missed`` count
+    the deadlines settled in the month (by the local date they were settled on, or fell due on
+    when no settling instant is stored), by the same definitions as :class:`OnTimeRate`:
+    cancelled deadlines count for neither, open and overdue ones not yet.
+    """
+
+    month: dt.date
+    opened: int
+    met: int
+    missed: int
+
+    @property
+    def settled(self) -> int:
+        """Deadlines settled in the month, met or missed."""
+        return self.met + self.missed
+
+    @property
+    def rate(self) -> float | None:
+        """The share met of those settled in the month, or ``None`` if none were."""
+        return self.met / self.settled if self.settled else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageMonth:
+    """How many of a site's cases were in each stage at the end of one month.
+
+    The end of the month is local midnight starting the next month, or the summary's instant for
+    the month it falls in. ``counts`` holds (stage, cases) for every stage counted (the
+    non-final stages of the pathways, in pathway order), zeros included.
+    """
+
+    month: dt.date
+    counts: tuple[tuple[str, int], ...]
+
+    @property
+    def total(self) -> int:
+        """Cases open at the end of the month."""
+        return sum(count for _, count in self.counts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,6 +465,7 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
     )
     closed = [c for c in cases if c.closed_at is not None]
     outcomes = Counter(c.outcome or "closed" for c in closed)
+
     return SiteSummary(
         site=site,
         pathway_ids=pathway_ids,
@@ -427,6 +479,105 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
         due_soon=due_soon,
         timelines=tuple(timelines),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteMonths:
+    """A site's history month by month: :class:`MonthTrend` and :class:`StageMonth` rows."""
+
+    site: str
+    trends: tuple[MonthTrend, ...]
+    stages: tuple[StageMonth, ...]
+
+
+def site_months(
+    site: SiteSummary,
+    zones: Mapping[str, dt.tzinfo],
+    stage_order: Sequence[str],
+    at: dt.datetime,
+) -> SiteMonths:
+    """A site's history by local month, from the month its first case opened to ``at``'s.
+
+    ``zones`` maps each of the site's pathways to its time zone (the one its calendar counts
+    in): each case's dates are read in its pathway's zone, and the month ends in that of the
+    site's first pathway. ``stage_order`` lists the stages to count, in order.
+
+    Built from the summary's timelines in one pass over each case's stays and deadlines: every
+    open date and settled deadline falls in one month (those after ``at``'s month, read as
+    stored now, are left out), and every stay adds one to the month ends it spans and nothing
+    elsewhere (a difference array over the month ends), so the work grows with the history,
+    never with cases times months.
+    """
+    opened_on: list[dt.date] = []
+    settled_on: list[tuple[dt.date, bool]] = []
+    for timeline in site.timelines:
+        tz = zones.get(timeline.pathway_id, dt.UTC)
+        opened_on.append(timeline.opened_at.astimezone(tz).date())
+        settled_on += [
+            ((mark.settled_at or mark.due_at).astimezone(tz).date(), mark.status == "met")
+            for mark in timeline.deadlines
+            if mark.status in ("met", "missed")
+        ]
+    if not opened_on:
+        return SiteMonths(site=site.site, trends=(), stages=())
+    tz = zones.get(site.pathway_ids[0], dt.UTC) if site.pathway_ids else dt.UTC
+    today = at.astimezone(tz).date()
+    first = min(opened_on).replace(day=1)
+    last = today.replace(day=1)
+    months: list[dt.date] = []
+    month = first
+    while month <= last:
+        months.append(month)
+        month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    index = {m: i for i, m in enumerate(months)}
+    opened = [0] * len(months)
+    met = [0] * len(months)
+    missed = [0] * len(months)
+    for day in opened_on:
+        i = index.get(day.replace(day=1))
+        if i is not None:
+            opened[i] += 1
+    for day, kept in settled_on:
+        i = index.get(day.replace(day=1))
+        if i is not None:
+            if kept:
+                met[i] += 1
+            else:
+                missed[i] += 1
+    # The instant each month ends: local midnight of the next month's first day, or ``at``.
+    ends = [
+        dt.datetime.combine(
+            (m.replace(day=28) + dt.timedelta(days=4)).replace(day=1), dt.time(0), tzinfo=tz
+        ).astimezone(dt.UTC)
+        for m in months
+    ]
+    ends[-1] = min(ends[-1], at)
+    columns = {stage: i for i, stage in enumerate(stage_order)}
+    delta = [[0] * (len(months) + 1) for _ in stage_order]
+    for timeline in site.timelines:
+        for span in timeline.spans:
+            column = columns.get(span.stage)
+            if column is None:
+                continue
+            # In the stage at a month's end when entered by then and not yet left.
+            start = bisect.bisect_left(ends, span.entered_at)
+            stop = len(months) if span.left_at is None else bisect.bisect_left(ends, span.left_at)
+            if start < stop:
+                delta[column][start] += 1
+                delta[column][stop] -= 1
+    running = [0] * len(stage_order)
+    stage_months = []
+    for i, m in enumerate(months):
+        for column in range(len(stage_order)):
+            running[column] += delta[column][i]
+        stage_months.append(
+            StageMonth(month=m, counts=tuple(zip(stage_order, running, strict=True)))
+        )
+    trends = tuple(
+        MonthTrend(month=m, opened=opened[i], met=met[i], missed=missed[i])
+        for i, m in enumerate(months)
+    )
+    return SiteMonths(site=site.site, trends=trends, stages=tuple(stage_months))
 
 
 @dataclass(slots=True)
