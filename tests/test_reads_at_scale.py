@@ -217,6 +217,7 @@ def _reference_site(
                     days_in_stage=max(0, (cal.local_date(at) - entered_on).days),
                     working_days_in_stage=history[-1].working_days if history else 0,
                     paused=case.paused,
+                    worker=case.worker,
                 )
             )
         marks = []

@@ -858,3 +858,30 @@ def test_timeline_draws_at_most_its_limit_and_says_how_many_it_leaves_out(
     assert len(page.by_id("open-cases-london").by_class("open-case", tag="tr")) == 4
     glasgow = page.by_id("site-glasgow").by_class("timeline-note")[0].text()
     assert glasgow.startswith("Every case (1)")
+
+
+# -- caseloads ------------------------------------------------------------------------------------
+
+
+def test_caseload_table_counts_each_worker_s_open_cases_worked_by_hand(engine: nw.Engine) -> None:
+    """sw-1 holds A (treatment) and B (assessment, 2 deadlines overdue); C and D are unassigned.
+
+    The overdue column counts B's overdue LAC review and assessment, as the Overdue table lists
+    them; E is closed and in nobody's caseload.
+    """
+    admin = nw.Actor("admin-1", roles={"administrator"})
+    engine.add_staff("admin-1", roles={"administrator"}, sites={"*"}, actor=admin)
+    engine.add_staff("sw-1", roles={"social_worker"}, sites={"london"}, actor=admin)
+    engine.assign("LDN-T-0001", worker="sw-1", actor=TM)
+    engine.assign("LDN-T-0002", worker="sw-1", actor=TM)
+    summary = summarize(engine, at=AT)
+    views = _html.site_views(summary, [engine.pathway(p) for p in summary.pathway_ids])
+    caseload = next(t for t in views[1].tables if t.name == "caseload")
+    assert caseload.to_csv().splitlines() == [
+        "worker,open,paused,overdue,in_assessment,in_treatment",
+        "sw-1,2,0,2,1,1",
+        ",2,0,0,2,0",
+    ]
+    assert [c.label for c in caseload.columns][-2:] == ["Assessment", "Treatment"]
+    assert caseload.rows[-1].cells[0].text == "(unassigned)"
+    assert 'id="caseload-london"' in build_report(engine, at=AT)

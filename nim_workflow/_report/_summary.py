@@ -71,6 +71,8 @@ class OpenCase:
     days_in_stage: int
     working_days_in_stage: int
     paused: bool
+    #: The staff id of the worker who holds it (``Engine.assign``); ``None``: unassigned.
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,6 +322,7 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
         closed_at,
         outcome,
         paused_at,
+        worker,
         _,
     ) in cases:
         tz = zones[pid]
@@ -341,6 +344,7 @@ def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) ->
                     days_in_stage=max(0, (todays[pid] - entered_on).days),
                     working_days_in_stage=history[-1][4] if history else 0,
                     paused=paused_at is not None,
+                    worker=worker,
                 )
             )
         marks = []

@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 
 from nim_workflow._report._summary import (
     DeadlineItem,
+    OpenCase,
     SiteMonths,
     SiteSummary,
     Summary,
@@ -430,6 +431,67 @@ def open_cases_table(data: SiteData) -> Table:
     )
 
 
+def caseload_table(data: SiteData) -> Table:
+    """Each worker's open cases (``Engine.assign``): by stage, paused, and overdue deadlines.
+
+    The site's unassigned cases are one row, last.
+    """
+    stages = [group.stage for group in data.site.open_by_stage]
+    columns = (
+        Column(key="worker", label="Worker"),
+        Column(key="open", label="Open cases", sort="number"),
+        Column(key="paused", label="Paused", sort="number"),
+        Column(key="overdue", label="Overdue deadlines", sort="number"),
+        *(
+            Column(key=f"in_{stage}", label=data.labels.stage(stage), sort="number")
+            for stage in stages
+        ),
+    )
+    held: dict[str | None, list[OpenCase]] = {}
+    holder: dict[str, str | None] = {}
+    for group in data.site.open_by_stage:
+        for case in group.cases:
+            held.setdefault(case.worker, []).append(case)
+            holder[case.reference] = case.worker
+    overdue: dict[str | None, int] = {}
+    for item in data.site.overdue:
+        if item.reference in holder:
+            worker = holder[item.reference]
+            overdue[worker] = overdue.get(worker, 0) + 1
+    rows = []
+    for worker in sorted(held, key=lambda w: (w is None, w or "")):
+        cases = held[worker]
+        by_stage = dict.fromkeys(stages, 0)
+        for case in cases:
+            by_stage[case.stage] += 1
+        rows.append(
+            Row(
+                cells=(
+                    Cell(text=worker, value=worker)
+                    if worker is not None
+                    else Cell(text="(unassigned)", value="", css="unassigned"),
+                    _int(len(cases)),
+                    _int(sum(case.paused for case in cases)),
+                    _int(overdue.get(worker, 0)),
+                    *(_int(by_stage[stage]) for stage in stages),
+                ),
+                data=(("worker", worker or ""),),
+            )
+        )
+    return Table(
+        id=f"caseload-{data.site.site}",
+        name="caseload",
+        site=data.site.site,
+        heading="Caseload per worker",
+        badge=str(sum(1 for worker in held if worker is not None)),
+        note="Open cases by the worker who holds them (nim-workflow case assign).",
+        css="caseload",
+        columns=columns,
+        rows=tuple(rows),
+        empty="No open cases.",
+    )
+
+
 def on_time_table(data: SiteData) -> Table:
     """How often each deadline rule was kept, with what is still unsettled."""
     columns = (
@@ -596,6 +658,7 @@ SITE_TABLES: tuple[Callable[[SiteData], Table], ...] = (
     overdue_table,
     due_soon_table,
     open_cases_table,
+    caseload_table,
     on_time_table,
     stage_durations_table,
     trends_table,

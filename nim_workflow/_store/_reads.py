@@ -450,6 +450,7 @@ _CASE_COLUMNS = (
     _instant(cases.c.closed_at),
     cases.c.outcome,
     _instant(cases.c.paused_at),
+    cases.c.worker,
     cases.c.site,
 )
 _STAY_COLUMNS = (
@@ -534,7 +535,8 @@ class SiteRead:
     attribute costs a dictionary look-up each time):
 
     * ``cases``: (reference, pathway_id, pathway_version, stage, opened_at, stage_entered_at,
-      closed_at, outcome, paused_at, site), in ``Engine.cases`` order (opened, then reference);
+      closed_at, outcome, paused_at, worker, site), in ``Engine.cases`` order (opened, then
+      reference);
     * ``history``: by reference, the case's stays in ``Engine.history`` order, each a
       :data:`Stay` whose working days are those ``Engine.history(reference, at)`` gives;
     * ``deadlines``: by reference, the case's deadlines in ``Engine.deadlines`` order, each
