@@ -40,6 +40,9 @@ from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
 from nim_workflow._pathway._model import Pathway
 from nim_workflow._sites import bundled_sites, load_site
+from nim_workflow._trial._bundled import bundled_trials
+from nim_workflow._trial._loader import load_trial
+from nim_workflow._trial._model import Trial
 from nim_workflow._values import (
     Actor,
     AuditEvent,
@@ -93,11 +96,14 @@ __all__ = [
     "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
+    "Trial",
     "UnknownSite",
     "__version__",
     "bundled_pathways",
     "bundled_sites",
+    "bundled_trials",
     "load_pathway",
     "load_pathway_text",
     "load_site",
+    "load_trial",
 ]

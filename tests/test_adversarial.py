@@ -66,11 +66,17 @@ STEPS: Counter[str] = Counter()
 # -- the inputs -----------------------------------------------------------------------------------
 
 T0 = dt.datetime(2026, 1, 5, 9, 30, tzinfo=dt.UTC)  # a Monday
-PATHWAYS = nw.bundled_pathways()
 PATHWAY_SITE = {
     "nim-uk-england": "london",
     "nim-uk-scotland": "glasgow",
     "nim-us-louisiana": "jefferson-parish",
+}
+#: The NIM pathways, one per site: the rounds walk cases through NIM's stages (treatment
+#: included), which the trial's comparator pathways, bundled beside them, do not have.
+PATHWAYS = {
+    pathway_id: pathway
+    for pathway_id, pathway in nw.bundled_pathways().items()
+    if pathway_id in PATHWAY_SITE
 }
 SITES = tuple(PATHWAY_SITE.values())
 PREFIX = {"london": "LDN", "glasgow": "GLA", "jefferson-parish": "JEF"}

@@ -1,7 +1,8 @@
 """Tests of the bundled pathway files, and of nim_workflow._pathway._bundled that loads them.
 
 The tables here are written out from the design's PATHWAYS.md (ids, roles, requirements,
-durations), so a change to a bundled file that the design does not also make fails here.
+durations) and, for the BeST? trial's two comparator pathways, from TRIAL.md and DOMAIN.md, so a
+change to a bundled file that the design does not also make fails here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from nim_workflow._pathway._loader import load_pathway
 from nim_workflow._pathway._model import Duration, Pathway
 
 PATHWAYS_DIR = Path(__file__).resolve().parents[1] / "pathways"
+#: The NIM pathways of PATHWAYS.md.
 PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
+#: The trial's comparator pathways of TRIAL.md -> the NIM pathway of the same nation and site.
+COMPARATORS = {"best-facs-glasgow": "nim-uk-scotland", "best-sau-london": "nim-uk-england"}
+ALL_IDS = (*PATHWAY_IDS, *COMPARATORS)
+#: Each file's version: the NIM files are at 3, the comparators new at 1.
+VERSIONS = {**dict.fromkeys(PATHWAY_IDS, 3), **dict.fromkeys(COMPARATORS, 1)}
 STAGES = ("referral", "assessment", "treatment", "recommendation", "court", "closed")
 OPEN_STAGES = STAGES[:-1]
 ROLES = ("social_worker", "clinician", "team_manager", "court_officer", "coordinator")
@@ -31,6 +38,8 @@ PLACES = {
     "nim-uk-england": ("england-and-wales", "Europe/London"),
     "nim-uk-scotland": ("scotland", "Europe/London"),
     "nim-us-louisiana": ("louisiana", "America/Chicago"),
+    "best-facs-glasgow": ("scotland", "Europe/London"),
+    "best-sau-london": ("england-and-wales", "Europe/London"),
 }
 
 # trigger -> (sources, destination, roles, requires, reason required, outcome, outcome fact)
@@ -137,6 +146,7 @@ DECISIONS = {
 DATE_FACTS = {
     "nim-uk-england": ("proceedings_issued_on", "entered_care_on", "lac_review_held_on"),
     "nim-uk-scotland": (
+        "entered_care_on",
         "placed_on",
         "lac_review_held_on",
         "cso_made_on",
@@ -245,37 +255,43 @@ _SOURCE_COMMENT = re.compile(r"#.*(?:\bS([1-9]|[12]\d|3[0-2])\b|\bassumption:)")
 
 @pytest.fixture(params=PATHWAY_IDS)
 def pathway(request: pytest.FixtureRequest) -> Pathway:
-    """Each bundled pathway in turn."""
+    """Each bundled NIM pathway in turn."""
+    return bundled_pathways()[request.param]
+
+
+@pytest.fixture(params=ALL_IDS)
+def any_pathway(request: pytest.FixtureRequest) -> Pathway:
+    """Each bundled pathway in turn, the trial's comparators included."""
     return bundled_pathways()[request.param]
 
 
 def test_bundled_ids() -> None:
-    """Exactly the three pathways of PATHWAYS.md are bundled, keyed by id."""
-    assert sorted(bundled_pathways()) == sorted(PATHWAY_IDS)
-    assert sorted(path.stem for path in PATHWAYS_DIR.glob("*.yaml")) == sorted(PATHWAY_IDS)
+    """Exactly PATHWAYS.md's three pathways and TRIAL.md's two comparators are bundled, by id."""
+    assert sorted(bundled_pathways()) == sorted(ALL_IDS)
+    assert sorted(path.stem for path in PATHWAYS_DIR.glob("*.yaml")) == sorted(ALL_IDS)
 
 
 @pytest.mark.parametrize("path", sorted(PATHWAYS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_file_loads_from_disk(path: Path) -> None:
-    """Every file under pathways/ loads, is named after its id, and is at version 3."""
+    """Every file under pathways/ loads, is named after its id, and is at its version."""
     pathway = load_pathway(path)
     assert pathway.id == path.stem
-    assert pathway.version == 3
+    assert pathway.version == VERSIONS[pathway.id]
     assert pathway.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_bundled_equals_loaded_from_disk(pathway: Pathway) -> None:
+def test_bundled_equals_loaded_from_disk(any_pathway: Pathway) -> None:
     """Loading through importlib.resources gives the same pathway and hash as from the file."""
-    path = bundled_path(pathway.id)
-    assert path.name == f"{pathway.id}.yaml"
-    assert pathway == load_pathway(PATHWAYS_DIR / path.name)
+    path = bundled_path(any_pathway.id)
+    assert path.name == f"{any_pathway.id}.yaml"
+    assert any_pathway == load_pathway(PATHWAYS_DIR / path.name)
 
 
 def test_bundled_pathways_returns_a_fresh_dict() -> None:
     """Callers may change the dict they get without changing what others get."""
     first = bundled_pathways()
     first.clear()
-    assert sorted(bundled_pathways()) == sorted(PATHWAY_IDS)
+    assert sorted(bundled_pathways()) == sorted(ALL_IDS)
 
 
 def test_bundled_path_unknown_id() -> None:
@@ -299,9 +315,9 @@ def test_packaged_folder_wins_when_present(tmp_path: Path, monkeypatch: pytest.M
     assert bundled_module._bundled_dir() == tmp_path / "_bundled"
 
 
-def test_place(pathway: Pathway) -> None:
+def test_place(any_pathway: Pathway) -> None:
     """Each pathway names the calendar and time zone of its site."""
-    assert (pathway.calendar, pathway.timezone) == PLACES[pathway.id]
+    assert (any_pathway.calendar, any_pathway.timezone) == PLACES[any_pathway.id]
 
 
 def test_stages(pathway: Pathway) -> None:
@@ -442,9 +458,9 @@ def test_earliest_of_clocks(pathway: Pathway) -> None:
     assert actual == expected
 
 
-def test_law_clocks_never_pause_and_stage_deadlines_do(pathway: Pathway) -> None:
+def test_law_clocks_never_pause_and_stage_deadlines_do(any_pathway: Pathway) -> None:
     """Every statutory clock has pausable false; every stage deadline pausable true."""
-    for rule in pathway.deadlines:
+    for rule in any_pathway.deadlines:
         assert rule.pausable is (rule.kind == "stage"), rule.name
 
 
@@ -465,9 +481,9 @@ def test_asfa_counts_only_days_in_care() -> None:
     assert rule.settled_by == ("tpr_petition_filed_on",)
 
 
-def test_escalation_and_extension_roles(pathway: Pathway) -> None:
+def test_escalation_and_extension_roles(any_pathway: Pathway) -> None:
     """Every deadline escalates to team_manager; only care_proceedings is extended by the court."""
-    for rule in pathway.deadlines:
+    for rule in any_pathway.deadlines:
         assert rule.escalate_to == "team_manager"
         assert rule.reminders, rule.name
         if rule.extension is None:
@@ -511,12 +527,12 @@ def test_every_duration_cites_its_source(path: Path) -> None:
     assert uncited == []
 
 
-def test_duration_check_sees_every_duration(pathway: Pathway) -> None:
+def test_duration_check_sees_every_duration(any_pathway: Pathway) -> None:
     """The line check above is not vacuous: it finds a line for every duration in the model."""
-    lines = bundled_path(pathway.id).read_text(encoding="utf-8").splitlines()
+    lines = bundled_path(any_pathway.id).read_text(encoding="utf-8").splitlines()
     cited = sum(len(_DURATION_TEXT.findall(line.split("#", 1)[0])) for line in lines)
     in_model = 0
-    for rule in pathway.deadlines:
+    for rule in any_pathway.deadlines:
         in_model += len(rule.candidates) or 1
         in_model += len(rule.recur_durations)
         if rule.cumulative is not None:
@@ -524,3 +540,137 @@ def test_duration_check_sees_every_duration(pathway: Pathway) -> None:
         in_model += sum(1 for r in rule.reminders if r.before is not None or r.every is not None)
         in_model += rule.extension is not None
     assert cited == in_model
+
+
+# -- the trial's comparator pathways (TRIAL.md) ----------------------------------------------------
+
+COMPARATOR_STAGES = ("referral", "assessment", "recommendation", "court", "closed")
+#: The NIM triggers a comparator keeps: all but those into and out of treatment, which it lacks.
+COMPARATOR_TRIGGERS = {
+    trigger: ((COMPARATOR_STAGES[:-1], *spec[1:]) if trigger == "withdraw" else spec)
+    for trigger, spec in TRIGGERS.items()
+    if trigger not in ("offer_treatment", "complete_treatment")
+}
+COMPARATOR_DATE_FACTS = {
+    # The trial's visits run from entry to care (S5 Table 2), so both comparators declare it.
+    "best-facs-glasgow": ("entered_care_on", *DATE_FACTS["nim-uk-scotland"]),
+    "best-sau-london": DATE_FACTS["nim-uk-england"],
+}
+COMPARATOR_DURATIONS = {
+    "best-facs-glasgow": {
+        "referral_decision": "10 working_days",
+        "assessment": "3 months",  # S7: a FACS assessment takes about 3 months
+        "final_report": "4 weeks",
+    },
+    "best-sau-london": {
+        "referral_decision": "10 working_days",
+        "assessment": "45 working_days",  # S23: Working Together 2018 para 82
+        "final_report": "4 weeks",
+    },
+}
+
+
+@pytest.fixture(params=sorted(COMPARATORS))
+def comparator(request: pytest.FixtureRequest) -> Pathway:
+    """Each bundled comparator pathway in turn."""
+    return bundled_pathways()[request.param]
+
+
+def test_comparator_stages_have_no_treatment(comparator: Pathway) -> None:
+    """A comparator has the NIM stage ids but treatment: referral initial, closed the only final."""
+    assert tuple(stage.id for stage in comparator.stages) == COMPARATOR_STAGES
+    assert all(stage.title for stage in comparator.stages)
+    assert comparator.initial_stage == "referral"
+    assert comparator.final_stages == {"closed"}
+    assert "treatment_review_filed" not in comparator.facts
+    assert not any(rule.stage == "treatment" for rule in comparator.deadlines)
+
+
+def test_comparator_roles_and_permissions(comparator: Pathway) -> None:
+    """A comparator declares the NIM roles with the NIM permissions, assign included."""
+    assert set(comparator.roles) == set(ROLES)
+    assert {action: set(roles) for action, roles in comparator.permissions.items()} == PERMISSIONS
+
+
+def test_comparator_facts(comparator: Pathway) -> None:
+    """The shared facts as NIM declares them, the nation's decisions, and its date facts."""
+    expected = {
+        name: spec for name, spec in COMMON_FACTS.items() if name != "treatment_review_filed"
+    }
+    expected["decision"] = ("enum", DECISIONS[COMPARATORS[comparator.id]])
+    expected.update(dict.fromkeys(COMPARATOR_DATE_FACTS[comparator.id], ("date", ())))
+    actual = {name: (spec.type, spec.values) for name, spec in comparator.facts.items()}
+    assert actual == expected
+
+
+def test_comparator_shares_the_nim_fact_specs(comparator: Pathway) -> None:
+    """Every fact the comparator shares with its nation's NIM pathway is declared alike."""
+    nim = bundled_pathways()[COMPARATORS[comparator.id]]
+    shared = comparator.facts.keys() & nim.facts.keys()
+    assert {"consent_recorded", "decision", "recommendation", "final_report_filed"} <= shared
+    for name in shared:
+        assert comparator.facts[name] == nim.facts[name], name
+
+
+def test_comparator_transitions(comparator: Pathway) -> None:
+    """The NIM triggers without treatment's: the assessment goes straight to the recommendation."""
+    actual = {
+        t.trigger: (
+            t.sources,
+            t.dest,
+            set(t.roles),
+            t.requires,
+            t.reason_required,
+            t.outcome,
+            t.outcome_fact,
+        )
+        for t in comparator.transitions
+    }
+    assert len(comparator.transitions) == len(actual)
+    assert actual == COMPARATOR_TRIGGERS
+
+
+def test_comparator_every_stage_reachable_and_closable(comparator: Pathway) -> None:
+    """From referral every stage is reached, and from every stage closed is."""
+    forward: dict[str, set[str]] = {}
+    backward: dict[str, set[str]] = {}
+    for t in comparator.transitions:
+        for source in t.sources:
+            forward.setdefault(source, set()).add(t.dest)
+            backward.setdefault(t.dest, set()).add(source)
+    assert _reachable("referral", forward) == set(COMPARATOR_STAGES)
+    assert _reachable("closed", backward) == set(COMPARATOR_STAGES)
+
+
+def test_comparator_stage_deadlines(comparator: Pathway) -> None:
+    """Referral, assessment and final-report deadlines on their stages, with sourced durations."""
+    rules = {rule.name: rule for rule in comparator.deadlines if rule.kind == "stage"}
+    assert {name: rule.stage for name, rule in rules.items()} == {
+        name: stage for name, stage in STAGE_DEADLINES.items() if name != "treatment"
+    }
+    durations = {name: rule.duration for name, rule in rules.items()}
+    expected = {
+        name: Duration.parse(text) for name, text in COMPARATOR_DURATIONS[comparator.id].items()
+    }
+    assert durations == expected
+
+
+def test_comparator_statutory_clocks_are_the_nations(comparator: Pathway) -> None:
+    """The law's clocks apply whatever the trial arm: identical to the nation's NIM file's."""
+    nim = bundled_pathways()[COMPARATORS[comparator.id]]
+    assert comparator.clock_rules() == nim.clock_rules()
+    assert comparator.clock_rules()
+
+
+@pytest.mark.parametrize("comparator_id", sorted(COMPARATORS))
+def test_comparator_clock_lines_are_copied_with_their_sources(comparator_id: str) -> None:
+    """Each statutory clock's file lines, sources included, are those of the nation's NIM file."""
+
+    def clock_lines(pathway_id: str) -> list[str]:
+        lines = (PATHWAYS_DIR / f"{pathway_id}.yaml").read_text(encoding="utf-8").splitlines()
+        start = next(i for i, line in enumerate(lines) if "# Statutory clocks" in line)
+        body = [line for line in lines[start:] if line.startswith("  - ") or "    " in line[:4]]
+        # The pause reasons name whose work it is (NIM's or the comparator's); the rest is equal.
+        return [re.sub(r"whatever the .* does", "whatever the work does", line) for line in body]
+
+    assert clock_lines(comparator_id) == clock_lines(COMPARATORS[comparator_id])

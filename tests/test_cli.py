@@ -245,6 +245,9 @@ def test_pathway_validate_accepts_the_bundled_files() -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == len(BUNDLED)
     assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v3" in lines
+    # The BeST? trial's comparator pathways (TRIAL.md) are bundled beside the NIM ones.
+    assert f"ok {ROOT / 'pathways' / 'best-facs-glasgow.yaml'}: best-facs-glasgow v1" in lines
+    assert f"ok {ROOT / 'pathways' / 'best-sau-london.yaml'}: best-sau-london v1" in lines
 
 
 def test_pathway_validate_names_file_line_and_field() -> None:
@@ -938,7 +941,7 @@ def test_case_show_json_has_the_timeline_and_explanations(run: Run) -> None:
 
 CASE_KEYS = {
     "reference", "pathway", "pathway_version", "site", "stage", "version", "opened_at",
-    "stage_entered_at", "paused", "closed_at", "outcome", "facts", "days_in_stage",
+    "stage_entered_at", "paused", "closed_at", "outcome", "worker", "facts", "days_in_stage",
     "working_days_in_stage",
 }  # fmt: skip
 DEADLINE_KEYS = {
@@ -953,14 +956,15 @@ def test_cases_table_shows_stage_and_days_in_it(run: Run) -> None:
     _open(run, "GLA-1", site="glasgow")
     lines = run("cases", "--at", "2026-01-12").stdout.splitlines()
     assert lines[0].split() == [
-        "reference", "site", "pathway", "stage", "since", "days", "working", "days", "state",
+        "reference", "site", "pathway", "stage", "since", "days", "working", "days", "worker",
+        "state",
     ]  # fmt: skip
     # Oldest opened first; both opened on the 5th, so by reference.
     assert lines[1].split()[:6] == [
         "GLA-1", "glasgow", "nim-uk-scotland", "Referral", "2026-01-05", "7",
     ]  # fmt: skip
     assert lines[2].split() == [
-        "LDN-1", "london", "nim-uk-england", "Assessment", "2026-01-08", "4", "2", "open",
+        "LDN-1", "london", "nim-uk-england", "Assessment", "2026-01-08", "4", "2", "-", "open",
     ]  # fmt: skip
 
 
@@ -1140,9 +1144,9 @@ def test_site_list_prints_the_declared_sites(run: Run) -> None:
         "id", "pathways", "calendar", "time", "zone", "closure", "days", "title",
     ]  # fmt: skip
     assert [line.split()[:4] for line in lines[1:]] == [
-        ["glasgow", "nim-uk-scotland", "scotland", "Europe/London"],
+        ["glasgow", "best-facs-glasgow,nim-uk-scotland", "scotland", "Europe/London"],
         ["jefferson-parish", "nim-us-louisiana", "louisiana", "America/Chicago"],
-        ["london", "nim-uk-england", "england-and-wales", "Europe/London"],
+        ["london", "best-sau-london,nim-uk-england", "england-and-wales", "Europe/London"],
     ]
     assert lines[3].split()[4:] == ["0", "London", "Infant", "and", "Family", "Team"]
 
@@ -1155,7 +1159,7 @@ def test_site_list_json_gives_identifiers(run: Run) -> None:
         assert data[2] == {
             "id": "london",
             "title": "London Infant and Family Team",
-            "pathways": ["nim-uk-england"],
+            "pathways": ["best-sau-london", "nim-uk-england"],
             "calendar": "england-and-wales",
             "timezone": "Europe/London",
             "closure_days": 0,
@@ -1213,7 +1217,8 @@ def test_case_open_on_a_pathway_the_site_does_not_run_is_bad_input(run: Run) -> 
         "case", "open", "X-1", "--pathway", "nim-uk-scotland", "--site", "london", *SW, code=2
     )  # fmt: skip
     assert result.stderr == (
-        "error: site 'london' does not run pathway 'nim-uk-scotland'; it runs nim-uk-england\n"
+        "error: site 'london' does not run pathway 'nim-uk-scotland'; it runs best-sau-london, "
+        "nim-uk-england\n"
     )
 
 

@@ -21,7 +21,14 @@ from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._loader import load_pathway_text
 from nim_workflow._pathway._model import Pathway
 
-PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
+#: Every bundled pathway: PATHWAYS.md's three and the BeST? trial's two comparators (TRIAL.md).
+PATHWAY_IDS = (
+    "nim-uk-england",
+    "nim-uk-scotland",
+    "nim-us-louisiana",
+    "best-facs-glasgow",
+    "best-sau-london",
+)
 MERMAID_DIR = Path(__file__).parent / "mermaid"
 
 MermaidCheck = Callable[[str], subprocess.CompletedProcess[str]]

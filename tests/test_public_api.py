@@ -46,13 +46,16 @@ PINNED_ALL = [
     "StaffNotFound",
     "StageInterval",
     "TransitionNotAllowed",
+    "Trial",
     "UnknownSite",
     "__version__",
     "bundled_pathways",
     "bundled_sites",
+    "bundled_trials",
     "load_pathway",
     "load_pathway_text",
     "load_site",
+    "load_trial",
 ]
 
 #: Every name API.md's Python section uses on the module.
@@ -80,6 +83,8 @@ API_NAMES = [
     "InvalidInput",
     "Site",
     "UnknownSite",
+    "load_trial",
+    "Trial",
 ]
 
 #: Engine methods and the parameters API.md gives each (more may be added, none removed).
@@ -359,10 +364,16 @@ def test_actor_roles_are_a_frozenset() -> None:
     assert isinstance(nw.Actor("tm-1", roles=["team_manager"]).roles, frozenset)
 
 
-def test_bundled_pathways_are_the_three_documented() -> None:
-    """bundled_pathways() returns the three pathways PATHWAYS.md lists, keyed by id."""
+def test_bundled_pathways_are_the_five_documented() -> None:
+    """bundled_pathways() returns PATHWAYS.md's three and TRIAL.md's two comparators, by id."""
     bundled = nw.bundled_pathways()
-    assert sorted(bundled) == ["nim-uk-england", "nim-uk-scotland", "nim-us-louisiana"]
+    assert sorted(bundled) == [
+        "best-facs-glasgow",
+        "best-sau-london",
+        "nim-uk-england",
+        "nim-uk-scotland",
+        "nim-us-louisiana",
+    ]
     for pathway_id, pathway in bundled.items():
         assert isinstance(pathway, nw.Pathway)
         assert pathway.id == pathway_id

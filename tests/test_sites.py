@@ -60,15 +60,18 @@ def site_file(folder: Path, text: str, name: str = "croydon.yaml") -> Path:
 
 
 def test_bundled_sites_are_the_three_pilot_sites() -> None:
-    """london, glasgow and jefferson-parish, each running its own pathway in its own zone."""
+    """london, glasgow and jefferson-parish, each running its pathways in its own zone.
+
+    The two trial sites also run the BeST? trial's comparator pathway (TRIAL.md).
+    """
     found = {
         site.id: (sorted(site.pathways), site.calendar, site.timezone)
         for site in nw.bundled_sites().values()
     }
     assert found == {
-        "glasgow": (["nim-uk-scotland"], "scotland", "Europe/London"),
+        "glasgow": (["best-facs-glasgow", "nim-uk-scotland"], "scotland", "Europe/London"),
         "jefferson-parish": (["nim-us-louisiana"], "louisiana", "America/Chicago"),
-        "london": (["nim-uk-england"], "england-and-wales", "Europe/London"),
+        "london": (["best-sau-london", "nim-uk-england"], "england-and-wales", "Europe/London"),
     }
 
 
@@ -185,7 +188,8 @@ def test_a_pathway_the_site_does_not_run_is_refused(engine: nw.Engine) -> None:
     assert not isinstance(raised.value, nw.UnknownSite)
     assert raised.value.field == "pathway"
     assert str(raised.value) == (
-        "site 'london' does not run pathway 'nim-uk-scotland'; it runs nim-uk-england"
+        "site 'london' does not run pathway 'nim-uk-scotland'; it runs best-sau-london, "
+        "nim-uk-england"
     )
 
 
