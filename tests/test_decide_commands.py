@@ -25,6 +25,7 @@ from nim_workflow._errors import (
     InvalidInput,
     PermissionDenied,
     RequirementsNotMet,
+    StaffNotFound,
     TransitionNotAllowed,
 )
 from nim_workflow._pathway._model import (
@@ -36,7 +37,7 @@ from nim_workflow._pathway._model import (
     Stage,
 )
 from nim_workflow._store._case_state import CaseState, Row
-from nim_workflow._values import Actor
+from nim_workflow._values import Actor, StaffMember
 
 REF = "C-1"
 #: Monday 5 January 2026, 10:00 UTC.
@@ -1150,3 +1151,51 @@ def test_refusals_are_action_refused() -> None:
         _decide.extension_use_refusal(REF, "assessment", _rule(limit=1), 1, "late"),
     ]
     assert all(isinstance(refusal, ActionRefused) for refusal in refusals)
+
+
+# -- who may hold a case ----------------------------------------------------------------------
+
+
+def _member(roles: set[str], sites: set[str], *, removed: dt.datetime | None = None) -> StaffMember:
+    return StaffMember(
+        id="sw-1",
+        roles=frozenset(roles),
+        sites=frozenset(sites),
+        added_at=MONDAY,
+        updated_at=MONDAY,
+        removed_at=removed,
+    )
+
+
+def test_a_worker_on_the_roster_at_the_site_with_a_pathway_role_may_hold_a_case() -> None:
+    """Neither call raises: a social worker at London, a clinician at every site."""
+    pathway = nw.bundled_pathways()["nim-uk-england"]
+    _decide.check_worker("sw-1", _member({"social_worker"}, {"london"}), "london", pathway)
+    _decide.check_worker("sw-1", _member({"clinician"}, {"*"}), "london", pathway)
+
+
+def test_a_worker_who_cannot_hold_a_case_is_refused_with_the_reason_and_field() -> None:
+    """Each refusal names the worker, what is wrong and (for bad input) the field."""
+    pathway = nw.bundled_pathways()["nim-uk-england"]
+    with pytest.raises(StaffNotFound) as unknown:
+        _decide.check_worker("sw-1", None, "london", pathway)
+    assert (str(unknown.value), unknown.value.removed) == ("sw-1 is not on the staff roster", False)
+    with pytest.raises(StaffNotFound) as gone:
+        _decide.check_worker("sw-1", _member({"social_worker"}, {"london"}, removed=TUESDAY),
+                             "london", pathway)  # fmt: skip
+    assert (str(gone.value), gone.value.removed) == ("sw-1 was removed from the staff roster", True)
+    with pytest.raises(InvalidInput) as elsewhere:
+        _decide.check_worker("sw-1", _member({"social_worker"}, {"glasgow", "jefferson-parish"}),
+                             "london", pathway)  # fmt: skip
+    assert str(elsewhere.value) == (
+        "sw-1 does not work at london (their sites: glasgow, jefferson-parish)"
+    )
+    assert elsewhere.value.field == "worker"
+    with pytest.raises(InvalidInput) as no_role:
+        _decide.check_worker("sw-1", _member({"administrator", "auditor"}, {"london"}),
+                             "london", pathway)  # fmt: skip
+    assert str(no_role.value) == (
+        "sw-1 holds no role of pathway nim-uk-england (their roles: administrator, auditor; "
+        "the pathway's: clinician, coordinator, court_officer, social_worker, team_manager)"
+    )
+    assert no_role.value.field == "worker"
