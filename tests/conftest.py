@@ -84,13 +84,19 @@ MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
     ),
     "nim_workflow._decide": (
         "test_decide_commands.py",
+        "test_assign.py",
         "test_engine.py",
         "test_hardening.py",
         "test_upgrade.py",
         "test_pathway_versions.py",
         "test_closures.py",
     ),
-    "nim_workflow._audit": ("test_audit_units.py", "test_audit.py", "test_checkpoint.py"),
+    "nim_workflow._audit": (
+        "test_audit_units.py",
+        "test_assign.py",
+        "test_audit.py",
+        "test_checkpoint.py",
+    ),
     "nim_workflow._verify": ("test_audit_units.py", "test_audit.py", "test_checkpoint.py"),
 }
 

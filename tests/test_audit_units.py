@@ -11,17 +11,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import time
+import types
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engine_helpers import new_engine, open_at
+from sqlalchemy.dialects import postgresql
 
 import nim_workflow as nw
 from nim_workflow import _audit, _checkpoint, _merkle, _verify
+from nim_workflow._store import _schema
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -274,6 +280,17 @@ def test_instant_is_utc_with_microseconds() -> None:
     assert _audit.instant(T1) == T1_TEXT
 
 
+def test_instant_ignores_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log's instants are UTC whatever zone the machine writing them is set to."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert _audit.instant(T1) == T1_TEXT
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def entry_fields() -> dict[str, Any]:
     """The fields of one entry, with everything the encoding must normalise."""
     return {
@@ -346,6 +363,8 @@ def test_new_entry_fields_and_hash() -> None:
         "hash": hashlib.sha256(CANONICAL).hexdigest(),
         "seq": None,
     }
+    # Stored, and published, with its keys in the order the hash covers them.
+    assert list(entry["detail"]) == ["a", "z"]
 
 
 def test_new_entry_defaults() -> None:
@@ -411,6 +430,48 @@ def test_new_entry_refuses_non_text() -> None:
         )
 
 
+@pytest.mark.parametrize("name", ["action", "trigger", "from_stage", "to_stage", "reason"])
+def test_new_entry_names_the_field_that_is_not_text(name: str) -> None:
+    """Each optional text field refuses a non-text value by name, and accepts text or None."""
+    base: dict[str, Any] = {
+        "stream": "case",
+        "reference": "R-1",
+        "position": 1,
+        "prev_hash": PREV,
+        "at": T1,
+        "actor_id": "a",
+        "roles": [],
+        "action": "opened",
+    }
+    with pytest.raises(TypeError, match=rf"^audit field {name} must be text or None, not float$"):
+        _audit.new_entry(**{**base, name: 1.5})
+    assert _audit.new_entry(**{**base, name: "text"})[name] == "text"
+
+
+def test_to_event_carries_every_field() -> None:
+    """An entry's fields become the public event unchanged, roles as a tuple."""
+    entry = {**entry_fields(), "hash": "ab" * 32, "seq": 7}
+    event = _audit.to_event(entry)
+    assert event == nw.AuditEvent(
+        seq=7,
+        reference="R-1",
+        at=entry["at"],
+        actor_id="sw-017",
+        action="transition",
+        from_stage="referral",
+        to_stage="assessment",
+        reason="café",
+        detail={"z": 1, "a": [True, None]},
+        hash="ab" * 32,
+        prev_hash=PREV,
+        roles=("team_manager", "social_worker"),
+        trigger="accept_referral",
+        stream="case",
+        position=2,
+    )
+    assert (event.hash, event.prev_hash, event.position) == ("ab" * 32, PREV, 2)
+
+
 # -- _audit: state digests -------------------------------------------------------------------------
 
 
@@ -428,6 +489,7 @@ CASE_ROW: dict[str, Any] = {
     "paused_at": None,
     "facts": {"b": 1, "a": "é"},
     "updated_at": T2,
+    "worker": None,
     "not_digested": "ignored",
 }
 DEADLINE_ROW: dict[str, Any] = {
@@ -487,6 +549,38 @@ def test_state_digests_only_some_tables_over_base() -> None:
     assert result == {"case": "kept", "deadlines": DEADLINES_DIGEST, "alarms": "kept too"}
     assert base == {"case": "kept", "deadlines": "old", "alarms": "kept too"}
     assert _audit.state_digests(CASE_ROW, {}, only=["case"]) == {"case": CASE_DIGEST}
+
+
+def test_state_digest_covers_the_worker_once_assigned() -> None:
+    """An assigned case's worker is digested after the other columns; unassigned, it is left out."""
+    case = {**CASE_ROW, "worker": "sw-017"}
+    assert _audit.state_digests(case, {}, only=["case"]) == {
+        "case": digest(
+            '[["R-1","nim-uk-england",2,"london","referral",3,"2026-03-06T09:30:00.000001+00:00",'
+            '"2026-03-06T09:30:00.000000+00:00",null,null,null,{"a":"é","b":1},'
+            '"2026-03-07T09:30:00.000001+00:00","sw-017"]]'
+        )
+    }
+
+
+def test_stored_digests_cover_the_worker(tmp_path: Path) -> None:
+    """Read from the database, a case's digest is the in-memory one, with or without a worker."""
+    eng = new_engine(f"sqlite:///{tmp_path / 'worker.db'}")
+    cases = _schema.cases
+    try:
+        open_at(eng, "R-1", "referral")
+        digests = []
+        for worker in (None, "sw-017"):
+            tamper(eng.sqlalchemy_engine, cases.update().values(worker=worker))
+            with eng.sqlalchemy_engine.connect() as conn:
+                row = conn.execute(sa.select(cases)).one()._asdict()
+                expected = _audit.state_digests(row, {}, only=["case"])["case"]
+                assert _audit.case_state(conn, "R-1")["case"] == expected
+                assert _audit.all_case_states(conn)["R-1"]["case"] == expected
+                digests.append(expected)
+    finally:
+        eng.close()
+    assert digests[0] != digests[1]
 
 
 def test_state_digest_refuses_unencodable_value() -> None:
@@ -704,3 +798,660 @@ def test_check_log_head_size_mismatch_wording() -> None:
         assert found.problems[0] == (
             f"the log head says the log holds {head_size} entries but it holds 3: {why}"
         )
+
+
+# -- the log written and verified on a bare SQLite database ----------------------------------------
+
+LOG_ID = "log-1"
+STAFF_AT = dt.datetime(2026, 3, 6, 9, 30, tzinfo=dt.UTC)
+STAFF_AT_TEXT = "2026-03-06T09:30:00.000000+00:00"
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Iterator[sa.Engine]:
+    """A SQLite database with the library's tables and an empty log named ``log-1``."""
+    eng = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    _schema.metadata.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(_schema.audit_log.insert(), {**_audit.new_log_row(), "log_id": LOG_ID})
+    yield eng
+    eng.dispose()
+
+
+def append(
+    conn: sa.Connection,
+    reference: str,
+    count: int = 1,
+    *,
+    stream: str = "staff",
+    changes: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Append entries to one chain, as a command does: decide in memory, then write.
+
+    ``count`` staff_added entries, or one entry per item of ``changes`` (fields to set).
+    """
+    head = _audit.chain_head(conn, stream, reference)
+    entries = []
+    for change in changes or [{}] * count:
+        options: dict[str, Any] = {
+            "actor_id": "admin-1",
+            "roles": ["administrator"],
+            "action": "staff_added",
+            **change,
+        }
+        entry = _audit.new_entry(
+            stream=stream,
+            reference=reference,
+            position=head.length + 1,
+            prev_hash=head.head_hash,
+            at=STAFF_AT,
+            **options,
+        )
+        head.advance(entry)
+        entries.append(entry)
+    assert _audit.write_entries(conn, entries, {(stream, reference): head}) == []
+    assert head.stored == head.length
+    return entries
+
+
+def stored(eng: sa.Engine, table: sa.Table) -> list[dict[str, Any]]:
+    """A table's rows in key order."""
+    with eng.connect() as conn:
+        query = sa.select(table).order_by(*table.primary_key)
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def tamper(eng: sa.Engine, statement: Any) -> None:
+    """Change the database behind the library's back."""
+    with eng.begin() as conn:
+        assert conn.execute(statement).rowcount >= 1
+
+
+def verified(eng: sa.Engine, **options: Any) -> nw.AuditReport:
+    """``_verify.verify`` of the whole database."""
+    with eng.connect() as conn:
+        return _verify.verify(conn, **options)
+
+
+def at(seq: int, position: int, reference: str = "S-1") -> str:
+    """How a problem names a sequenced staff entry written by :func:`append`."""
+    return f"seq {seq} (staff {reference} #{position}, staff_added at {STAFF_AT_TEXT})"
+
+
+@pytest.fixture
+def three(bare: sa.Engine) -> list[dict[str, Any]]:
+    """Staff chain S-1 of three entries (seqs 1-3), written two then one."""
+    with bare.begin() as conn:
+        entries = append(conn, "S-1", 2)
+    with bare.begin() as conn:
+        entries += append(conn, "S-1")
+    return entries
+
+
+def test_write_entries_sequences_and_moves_chain_heads(bare: sa.Engine) -> None:
+    """Entries get gapless seqs as written; each chain head is started, then moved."""
+    with bare.begin() as conn:
+        first = append(conn, "S-1", 2) + append(conn, "S-2")
+    with bare.begin() as conn:
+        later = append(conn, "S-1")
+    entries = first + later
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+    rows = stored(bare, _schema.audit_events)
+    assert [(r["seq"], r["reference"], r["position"], r["hash"]) for r in rows] == [
+        (e["seq"], e["reference"], e["position"], e["hash"]) for e in entries
+    ]
+    assert rows[2]["prev_hash"] == _schema.GENESIS_HASH
+    assert rows[3]["prev_hash"] == entries[1]["hash"]
+    assert stored(bare, _schema.audit_chains) == [
+        {"stream": "staff", "reference": "S-1", "length": 3, "head_hash": entries[3]["hash"]},
+        {"stream": "staff", "reference": "S-2", "length": 1, "head_hash": entries[2]["hash"]},
+    ]
+    leaves = [_audit.leaf(e["hash"]) for e in entries]
+    frontier = _merkle.Frontier()
+    for one in leaves:
+        frontier.append(one)
+    with bare.connect() as conn:
+        head = _audit.log_head(conn)
+        assert _audit.log_head(conn, lock=True) == head
+        assert _audit.chain_head(conn, "staff", "S-1") == _audit.ChainHead(3, entries[3]["hash"], 3)
+        assert _audit.chain_head(conn, "case", "S-1") == _audit.ChainHead(
+            0, _schema.GENESIS_HASH, None
+        )
+    assert head == _audit.LogHead(
+        LOG_ID, 4, _merkle.root(leaves).hex(), tuple(frontier.to_json()), None
+    )
+    report = verified(bare)
+    assert (report.ok, report.checked, report.sequenced, report.problems) == (True, 4, 4, ())
+
+
+def test_unsequenced_entries_are_integrated_before_new_ones(bare: sa.Engine) -> None:
+    """Entries left unsequenced (copied in, or by an older version) get the next seqs first."""
+    with bare.begin() as conn:
+        [old] = append(conn, "S-0")
+    events = _schema.audit_events
+    tamper(bare, events.update().values(seq=None))
+    tamper(bare, _schema.audit_log.update().values({**_audit.new_log_row(), "log_id": LOG_ID}))
+    with bare.begin() as conn:
+        assert _audit.log_head(conn).size == 0
+        assert _audit.sequence(conn) == {1: 1}
+        assert _audit.log_head(conn) == _audit.LogHead(
+            LOG_ID, 1, _audit.leaf(old["hash"]).hex(), (_audit.leaf(old["hash"]).hex(),), None
+        )
+        assert _audit.sequence(conn) == {}
+    tamper(bare, events.update().values(seq=None))
+    tamper(bare, _schema.audit_log.update().values({**_audit.new_log_row(), "log_id": LOG_ID}))
+    with bare.begin() as conn:
+        [new] = append(conn, "S-1")
+    assert new["seq"] == 2
+    rows = stored(bare, events)
+    assert [(r["seq"], r["hash"]) for r in rows] == [(1, old["hash"]), (2, new["hash"])]
+    with bare.connect() as conn:
+        head = _audit.log_head(conn)
+    leaves = [_audit.leaf(old["hash"]), _audit.leaf(new["hash"])]
+    assert (head.size, head.root_hash) == (2, _merkle.root(leaves).hex())
+    report = verified(bare)
+    assert (report.ok, report.checked, report.sequenced) == (True, 2, 2)
+
+
+def test_write_entries_refuses_chains_moved_under_it(bare: sa.Engine) -> None:
+    """A writer whose chains' heads moved since it read them writes nothing, naming them."""
+    with bare.begin() as conn:
+        firsts = append(conn, "S-2") + append(conn, "S-1")
+    tamper(bare, _schema.audit_chains.update().values(length=7))
+    entries, chains = [], {}
+    for first in firsts:
+        head = _audit.ChainHead(1, first["hash"], 1)
+        entry = _audit.new_entry(
+            stream="staff",
+            reference=first["reference"],
+            position=2,
+            prev_hash=first["hash"],
+            at=STAFF_AT,
+            actor_id="admin-1",
+            roles=[],
+            action="staff_removed",
+        )
+        head.advance(entry)
+        entries.append(entry)
+        chains["staff", first["reference"]] = head
+    with pytest.raises(_audit.ChainMoved, match=r"^S-1, S-2$"), bare.begin() as conn:
+        _audit.write_entries(conn, entries, chains)
+    assert len(stored(bare, _schema.audit_events)) == 2
+
+
+def test_a_chain_read_but_not_written_gets_no_head(bare: sa.Engine) -> None:
+    """A chain a command looked at but wrote nothing to is not started; the one written to is."""
+    with bare.begin() as conn:
+        head = _audit.chain_head(conn, "staff", "S-1")
+        untouched = _audit.chain_head(conn, "staff", "S-9")
+        entry = _audit.new_entry(
+            stream="staff",
+            reference="S-1",
+            position=1,
+            prev_hash=head.head_hash,
+            at=STAFF_AT,
+            actor_id="admin-1",
+            roles=[],
+            action="staff_added",
+        )
+        head.advance(entry)
+        chains = {("staff", "S-9"): untouched, ("staff", "S-1"): head}
+        assert _audit.write_entries(conn, [entry], chains) == []
+    assert stored(bare, _schema.audit_chains) == [
+        {"stream": "staff", "reference": "S-1", "length": 1, "head_hash": entry["hash"]}
+    ]
+    assert verified(bare).problems == ()
+
+
+def test_verify_names_a_removed_middle_entry(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """An entry removed from a chain's middle: the next one is out of place after the last kept."""
+    tamper(bare, _schema.audit_events.delete().where(_schema.audit_events.c.seq == 2))
+    assert verified(bare).problems == (
+        f"{at(3, 3)}: is entry 3 of its chain where entry 2 was expected: entries were "
+        f"removed or reordered after {at(1, 1)}",
+        "the log is missing seq 2: entries were deleted (the log runs to seq 3)",
+    )
+
+
+def test_verify_names_a_removed_first_entry(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """With a chain's first entry gone, its second is named with no entry to follow."""
+    tamper(bare, _schema.audit_events.delete().where(_schema.audit_events.c.seq == 1))
+    assert verified(bare).problems == (
+        f"{at(2, 2)}: is entry 2 of its chain where entry 1 was expected: entries were "
+        "removed or reordered",
+        "the log is missing seq 1: entries were deleted (the log runs to seq 3)",
+    )
+
+
+def test_verify_names_a_removed_last_entry(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """With the newest entry gone, the chain head and the log head both still count it."""
+    tamper(bare, _schema.audit_events.delete().where(_schema.audit_events.c.seq == 3))
+    report = verified(bare)
+    assert report.problems == (
+        "the log head says the log holds 3 entries but it holds 2: entries were removed from "
+        "its end, or the head was rewritten",
+        f"staff S-1: the chain head says 3 entries, the log has 2: entries were removed from "
+        f"its end (last kept: {at(2, 2)}), or the head was rewritten",
+    )
+    assert (report.ok, report.checked, report.sequenced) == (False, 2, 2)
+
+
+def test_verify_names_a_replaced_entry(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """An entry edited and rehashed: the next one no longer follows it, and the root moved."""
+    events = _schema.audit_events
+    new_hash = _audit.entry_hash({**three[1], "actor_id": "intruder"})
+    tamper(
+        bare,
+        events.update().where(events.c.seq == 2).values(actor_id="intruder", hash=new_hash),
+    )
+    assert verified(bare).problems == (
+        f"{at(3, 3)}: does not follow the chain's entry before it (prev_hash differs): an "
+        "entry before it was replaced",
+        "the log head's Merkle root does not match the entries: an entry or the head was rewritten",
+    )
+
+
+def test_verify_names_an_edited_entry(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """An entry edited without rehashing is named as edited, and nothing else is wrong."""
+    events = _schema.audit_events
+    tamper(bare, events.update().where(events.c.seq == 2).values(actor_id="intruder"))
+    assert verified(bare).problems == (
+        f"{at(2, 2)}: its contents do not match its hash: the entry was edited",
+    )
+
+
+def test_verify_names_missing_and_unknown_chain_heads(
+    bare: sa.Engine, three: list[dict[str, Any]]
+) -> None:
+    """A chain with no head row, and a head row with no chain, are each named."""
+    chains = _schema.audit_chains
+    tamper(bare, chains.delete())
+    tamper(
+        bare,
+        chains.insert().values(stream="case", reference="S-1", length=1, head_hash="ab" * 32),
+    )
+    assert verified(bare).problems == (
+        "staff S-1: has entries but no chain head row",
+        "case S-1: its chain head names entries the log does not hold",
+    )
+
+
+def test_verify_names_a_rewritten_chain_head(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """A chain head of the right length but another hash is named with the log's count."""
+    chains = _schema.audit_chains
+    tamper(bare, chains.update().values(head_hash=three[1]["hash"]))
+    assert verified(bare).problems == (
+        f"staff S-1: the chain head says 3 entries, the log has 3: entries were removed from "
+        f"its end (last kept: {at(3, 3)}), or the head was rewritten",
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "problems"),
+    [
+        (
+            {"root_hash": BAD_ROOT},
+            (
+                "the log head's Merkle root does not match the entries: an entry or the head "
+                "was rewritten",
+                "the log head's compact range does not match its root: the head was edited",
+            ),
+        ),
+        (
+            {"frontier": [BAD_ROOT, BAD_ROOT]},
+            ("the log head's compact range does not match its root: the head was edited",),
+        ),
+        (
+            {"frontier": [BAD_ROOT]},
+            ("the log head's compact range does not match its root: the head was edited",),
+        ),
+    ],
+)
+def test_verify_names_an_edited_log_head(
+    bare: sa.Engine,
+    three: list[dict[str, Any]],
+    values: dict[str, Any],
+    problems: tuple[str, ...],
+) -> None:
+    """A head whose root or compact range was edited is named; a malformed range as well."""
+    tamper(bare, _schema.audit_log.update().values(**values))
+    assert verified(bare).problems == problems
+
+
+@pytest.mark.parametrize(
+    ("legacy", "problems", "notes"),
+    [
+        (None, (), ()),
+        ({"ok": True, "summary": "all 4 entries verified"}, (), ()),
+        ({"summary": "all 4 entries verified"}, (), ()),
+        (
+            {"ok": False, "summary": "entry 3 was edited", "defect_only": True},
+            (),
+            ("before per-case chains (migration 0004) entry 3 was edited",),
+        ),
+        (
+            {"ok": False, "summary": "entry 3 was edited", "defect_only": False},
+            ("before per-case chains (migration 0004) entry 3 was edited",),
+            (),
+        ),
+        ({"ok": False}, ("before per-case chains (migration 0004) ",), ()),
+    ],
+)
+def test_verify_reports_what_migration_0004_found(
+    bare: sa.Engine,
+    three: list[dict[str, Any]],
+    legacy: dict[str, Any] | None,
+    problems: tuple[str, ...],
+    notes: tuple[str, ...],
+) -> None:
+    """The old log's verdict: a defect the migration only noted is a note, else a problem."""
+    tamper(bare, _schema.audit_log.update().values(legacy=legacy))
+    report = verified(bare)
+    assert (report.ok, report.problems, report.notes) == (not problems, problems, notes)
+
+
+def test_verify_report_counts(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """The report counts entries checked, entries sequenced, checkpoints given, and depth."""
+    with bare.connect() as conn:
+        root = _audit.log_head(conn).root_hash
+    cps = [signed(3, root, log_id=LOG_ID), signed(2, BAD_ROOT, log_id=LOG_ID)]
+    report = verified(bare, deep=True, checkpoints=cps, public_key=KEY.public_key())
+    assert report == nw.AuditReport(
+        ok=False,
+        checked=3,
+        problems=(
+            f"checkpoint of 2 entries signed {T1_TEXT}: the log is not a consistent extension "
+            "of it (an entry at or before seq 2 was changed)",
+        ),
+        notes=(),
+        sequenced=3,
+        checkpoints=2,
+        deep=True,
+    )
+    extra = verified(bare, checkpoint_problems=["the checkpoints file is truncated"])
+    assert (extra.ok, extra.problems, extra.checkpoints, extra.deep) == (
+        False,
+        ("the checkpoints file is truncated",),
+        0,
+        False,
+    )
+
+
+def test_verify_an_empty_log(bare: sa.Engine) -> None:
+    """A log with no entries verifies: nothing checked, nothing sequenced, the empty root."""
+    report = verified(bare, deep=True)
+    assert report == nw.AuditReport(
+        ok=True, checked=0, problems=(), notes=(), sequenced=0, checkpoints=0, deep=True
+    )
+
+
+def test_verify_names_a_reordered_chain(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """Two entries of a chain whose seqs were swapped: the later one is sequenced too early."""
+    events = _schema.audit_events
+    for old, new in ((1, 99), (2, 1), (99, 2)):
+        tamper(bare, events.update().where(events.c.seq == old).values(seq=new))
+    assert verified(bare).problems == (
+        f"seq 1 (staff S-1 #2, staff_added at {STAFF_AT_TEXT}): sequenced before the chain's "
+        "earlier entry seq 2: the log was reordered",
+        "the log head's Merkle root does not match the entries: an entry or the head was rewritten",
+    )
+
+
+def test_verify_replays_case_chains_only_when_deep(bare: sa.Engine) -> None:
+    """A stage jump in a case chain is a deep finding; a shallow verify does not replay."""
+    with bare.begin() as conn:
+        append(
+            conn,
+            "R-9",
+            stream="case",
+            changes=[
+                {"action": "opened", "to_stage": "referral"},
+                {"action": "transition", "from_stage": "court", "to_stage": "closed"},
+            ],
+        )
+    assert verified(bare).problems == ()
+    second = f"seq 2 (case R-9 #2, transition at {STAFF_AT_TEXT})"
+    assert verified(bare, deep=True).problems == (
+        f"{second}: leaves stage court but the log had the case in referral: an entry between "
+        "them is missing or was edited",
+        f"case R-9: the log opened it ({second} is its newest entry) but its rows are gone",
+    )
+
+
+def test_verify_against_an_older_checkpoint(bare: sa.Engine, three: list[dict[str, Any]]) -> None:
+    """A log grown since its newest checkpoint is a consistent extension of it."""
+    root_2 = _merkle.root([_audit.leaf(e["hash"]) for e in three[:2]]).hex()
+    options = {"public_key": KEY.public_key()}
+    good = verified(bare, checkpoints=[signed(2, root_2, log_id=LOG_ID)], **options)
+    assert (good.ok, good.problems, good.checkpoints) == (True, (), 1)
+    bad = verified(bare, checkpoints=[signed(2, root_2, log_id="log-2")], **options)
+    assert bad.problems == (
+        f"checkpoint of 2 entries signed {T1_TEXT}: belongs to another database's log "
+        f"(log-2; this log is {LOG_ID})",
+    )
+
+
+def test_read_lists_entries_in_seq_order_not_written_order(
+    bare: sa.Engine, three: list[dict[str, Any]]
+) -> None:
+    """The log's order is its seqs': entries sequenced out of the order written read by seq."""
+    events = _schema.audit_events
+    for old, new in ((1, 99), (3, 1), (99, 3)):
+        tamper(bare, events.update().where(events.c.seq == old).values(seq=new))
+    with bare.connect() as conn:
+        assert [(e.seq, e.position) for e in _audit.read(conn)] == [(1, 3), (2, 2), (3, 1)]
+
+
+def test_deep_verify_names_cases_in_reference_order(tmp_path: Path) -> None:
+    """Cases whose rows were edited are named in reference order, whatever order they opened in."""
+    eng = new_engine(f"sqlite:///{tmp_path / 'cases.db'}")
+    try:
+        for reference in ("R-3", "R-1", "R-2"):
+            open_at(eng, reference, "referral")
+        tamper(eng.sqlalchemy_engine, _schema.cases.update().values(site="elsewhere"))
+        with eng.sqlalchemy_engine.connect() as conn:
+            assert list(_audit.all_case_states(conn)) == ["R-1", "R-2", "R-3"]
+            problems = _verify.verify(conn, deep=True).problems
+    finally:
+        eng.close()
+    assert [p.partition(":")[0] for p in problems] == ["case R-1", "case R-2", "case R-3"]
+    assert all("its case row differ from what the log recorded after seq " in p for p in problems)
+
+
+# -- what is sent to PostgreSQL, seen through a stand-in connection --------------------------------
+
+
+@dataclasses.dataclass
+class _Dialect:
+    name: str
+
+
+#: Every statement is shown as PostgreSQL would receive it (SQLite drops ``FOR UPDATE``).
+POSTGRESQL: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+class _Sent:
+    """A connection stand-in of a named dialect: records each statement as that dialect's SQL."""
+
+    def __init__(
+        self,
+        dialect: str,
+        row: Any = None,
+        rowcount: int | None = None,
+        rows: list[tuple[Any, ...]] | None = None,
+    ) -> None:
+        self.dialect = _Dialect(dialect)
+        self.row = row
+        self.rowcount = rowcount
+        self.rows = rows or []
+        self.sent: list[tuple[str, Any]] = []
+
+    def execute(self, statement: Any, params: Any = None) -> Any:
+        sql = str(statement.compile(dialect=POSTGRESQL))
+        self.sent.append((sql, params))
+        count = len(params) if isinstance(params, list) else 1
+        return _Result(self.row, count if self.rowcount is None else self.rowcount, self.rows)
+
+
+class _Result:
+    def __init__(self, row: Any, count: int, rows: list[tuple[Any, ...]]) -> None:
+        self.row = row
+        self.rowcount = count
+        self.rows = rows
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def scalar_one(self) -> Any:
+        return self.row
+
+    def one(self) -> Any:
+        return self.row
+
+    def first(self) -> Any:
+        return self.row
+
+    def __iter__(self) -> Iterator[tuple[int]]:
+        return iter([(100 + n,) for n in range(self.rowcount)])
+
+
+HEAD_ROW = types.SimpleNamespace(
+    log_id=LOG_ID,
+    size=1,
+    root_hash="cd" * 32,
+    frontier=["cd" * 32],
+    legacy=None,
+    length=4,
+    head_hash="ef" * 32,
+)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "lock", "locks"),
+    [("postgresql", True, True), ("postgresql", False, False), ("sqlite", True, False)],
+)
+def test_log_head_locks_the_row_only_when_asked_on_postgresql(
+    dialect: str, lock: bool, locks: bool
+) -> None:
+    """The sequencer's read of the head takes a row lock on PostgreSQL; other reads take none."""
+    conn = _Sent(dialect, HEAD_ROW)
+    head = _audit.log_head(conn, lock=lock)  # type: ignore[arg-type]
+    assert head == _audit.LogHead(LOG_ID, 1, "cd" * 32, ("cd" * 32,), None)
+    [(sql, _)] = conn.sent
+    assert sql.endswith(" FOR UPDATE") is locks
+
+
+def test_log_head_takes_no_lock_by_default() -> None:
+    """A plain read of the head (verify's, a checkpoint's) never locks it."""
+    conn = _Sent("postgresql", HEAD_ROW)
+    _audit.log_head(conn)  # type: ignore[arg-type]
+    [(sql, _)] = conn.sent
+    assert "FOR UPDATE" not in sql
+
+
+@pytest.mark.parametrize(("dialect", "locks"), [("postgresql", True), ("sqlite", False)])
+def test_chain_head_locks_the_chain_on_postgresql(dialect: str, locks: bool) -> None:
+    """A writer reads its chain's head locked on PostgreSQL, naming stream and reference."""
+    conn = _Sent(dialect, HEAD_ROW)
+    head = _audit.chain_head(conn, "case", "R-1")  # type: ignore[arg-type]
+    assert head == _audit.ChainHead(4, "ef" * 32, 4)
+    [(sql, params)] = conn.sent
+    assert params == {"stream": "case", "reference": "R-1"}
+    assert sql.endswith(" FOR UPDATE") is locks
+
+
+def test_write_entries_on_postgresql_returns_the_inserted_ids() -> None:
+    """On PostgreSQL entries are inserted unsequenced and their ids come back in order."""
+    conn = _Sent("postgresql")
+    entries = [
+        _audit.new_entry(
+            stream="case",
+            reference="R-1",
+            position=n,
+            prev_hash=PREV,
+            at=T1,
+            actor_id="a",
+            roles=[],
+            action="opened",
+        )
+        for n in (1, 2)
+    ]
+    head = _audit.ChainHead(2, entries[1]["hash"], None)
+    ids = _audit.write_entries(conn, entries, {("case", "R-1"): head})  # type: ignore[arg-type]
+    assert ids == [100, 101]
+    insert, start = conn.sent
+    assert insert[0].startswith("INSERT INTO nimwf_audit_events ")
+    assert insert[0].endswith(" RETURNING nimwf_audit_events.id")
+    assert insert[1] == entries
+    assert [e["seq"] for e in entries] == [None, None]
+    assert start[0].startswith("INSERT INTO nimwf_audit_chains ")
+    assert start[1] == [
+        {"stream": "case", "reference": "R-1", "length": 2, "head_hash": entries[1]["hash"]}
+    ]
+    assert head.stored == 2
+
+
+def test_sqlite_writer_refuses_when_the_log_head_moved() -> None:
+    """Should the log head move between the writer's read and its update, nothing is written."""
+    head = types.SimpleNamespace(backlog=0, size=0, frontier=[])
+    conn = _Sent("sqlite", head, rowcount=0)
+    entry = _audit.new_entry(
+        stream="case",
+        reference="R-1",
+        position=1,
+        prev_hash=PREV,
+        at=T1,
+        actor_id="a",
+        roles=[],
+        action="opened",
+    )
+    chains = {("case", "R-1"): _audit.ChainHead(1, entry["hash"], None)}
+    with pytest.raises(RuntimeError, match=r"^the audit log head moved under the sequencer$"):
+        _audit.write_entries(conn, [entry], chains)  # type: ignore[arg-type]
+    assert [sql.split(" ")[0] for sql, _ in conn.sent] == ["SELECT", "UPDATE"]
+
+
+def test_postgresql_sequencer_locks_the_head_and_refuses_a_moved_one() -> None:
+    """The sequencer locks the head, numbers pending entries after it, or refuses if it moved."""
+    pending = [(5, "ab" * 32), (9, "cd" * 32)]
+    conn = _Sent("postgresql", HEAD_ROW, rows=pending)
+    assert _audit.sequence(conn) == {5: 2, 9: 3}  # type: ignore[arg-type]
+    (_, limit), (head_sql, _), (_, assigned), (_, moved) = conn.sent
+    assert limit == {"limit": _audit.SEQUENCE_BATCH}
+    assert head_sql.endswith(" FOR UPDATE")
+    assert assigned == [{"entry_id": 5, "new_seq": 2}, {"entry_id": 9, "new_seq": 3}]
+    frontier = _merkle.Frontier.from_json(1, ["cd" * 32])
+    frontier.append(_audit.leaf("ab" * 32))
+    frontier.append(_audit.leaf("cd" * 32))
+    assert moved == {
+        "old_size": 1,
+        "size": 3,
+        "frontier": frontier.to_json(),
+        "root_hash": frontier.root().hex(),
+    }
+    refused = _Sent("postgresql", HEAD_ROW, rowcount=0, rows=pending)
+    with pytest.raises(RuntimeError, match=r"^the audit log head moved under the sequencer$"):
+        _audit.sequence(refused)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("wait", "granted", "sql"),
+    [
+        (True, True, "SELECT pg_advisory_xact_lock(%(k)s)"),
+        (False, True, "SELECT pg_try_advisory_xact_lock(%(k)s)"),
+        (False, False, "SELECT pg_try_advisory_xact_lock(%(k)s)"),
+    ],
+)
+def test_sequencer_lock_on_postgresql(wait: bool, granted: bool, sql: str) -> None:
+    """The sequencer role is the "nimwseq" advisory lock: waited for, or tried and maybe refused."""
+    conn = _Sent("postgresql", granted)
+    assert _audit.try_sequencer_lock(conn, wait=wait) is granted  # type: ignore[arg-type]
+    assert conn.sent == [(sql, {"k": int.from_bytes(b"nimwseq")})]
+
+
+def test_sqlite_writer_is_always_the_sequencer() -> None:
+    """On SQLite the writer holds the database's write lock, so it is the sequencer already."""
+    for wait in (True, False):
+        conn = _Sent("sqlite", False)
+        assert _audit.try_sequencer_lock(conn, wait=wait) is True  # type: ignore[arg-type]
+        assert conn.sent == []
