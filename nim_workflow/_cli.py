@@ -2223,6 +2223,86 @@ def report_command(
     _echo(f"report written to {html}")
 
 
+@main.command(
+    "export",
+    epilog=_examples(
+        "python -c 'import secrets; print(secrets.token_hex(32))' > /secure/nimwf-export.key",
+        "nim-workflow export --out export-2026-06 --pseudonym-key-file /secure/nimwf-export.key",
+        "nim-workflow export --format parquet --out export-2026-06 "
+        "--pseudonym-key-file /secure/nimwf-export.key",
+    ),
+)
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="The tables' file format (parquet needs nim-workflow[parquet]).",
+)
+@click.option(
+    "--out",
+    required=True,
+    metavar="DIR",
+    help="The directory to write; created if absent, refused unless empty.",
+)
+@click.option(
+    "--pseudonym-key-file",
+    "key_file",
+    default=None,
+    metavar="FILE",
+    help="The site's pseudonym key (at least 16 bytes): the same key gives the same pseudonyms.",
+)
+@click.option(
+    "--no-pseudonymise",
+    "plain",
+    is_flag=True,
+    help="Export case references as stored instead of pseudonymised.",
+)
+@_json_option
+@click.pass_context
+def export_command(
+    ctx: click.Context,
+    export_format: str,
+    out: str,
+    key_file: str | None,
+    plain: bool,
+    as_json: bool,
+) -> None:
+    """Write the evaluator's export: one file per table, a data dictionary and a manifest.
+
+    Tables: children, facts, stage_intervals, deadlines and pauses. Case references are
+    pseudonymised with the site's key (--pseudonym-key-file) unless --no-pseudonymise is given;
+    only the facts each pathway declares are exported. Prints the tables and their rows; with
+    --json, the manifest. Exits 2 if DIR is not empty or the key is missing or too short.
+    """
+    if key_file is None and not plain:
+        _fail(
+            "no pseudonym key: pass --pseudonym-key-file FILE (make one with "
+            "python -c 'import secrets; print(secrets.token_hex(32))' > FILE), or "
+            "--no-pseudonymise to export case references as stored",
+            EXIT_BAD_INPUT,
+        )
+    if key_file is not None and plain:
+        _fail("--pseudonym-key-file and --no-pseudonymise: give one or the other", EXIT_BAD_INPUT)
+    manifest = _runtime(ctx).engine().export(out, export_format, key_file, pseudonymise=not plain)
+    if _wants_json(ctx, as_json):
+        _echo_json(json.loads((manifest.directory / "manifest.json").read_text(encoding="utf-8")))
+        return
+    how = (
+        f"pseudonymised, key fingerprint {manifest.key_fingerprint}"
+        if manifest.pseudonymised
+        else "references as stored, not pseudonymised"
+    )
+    _echo(f"export written to {manifest.directory} ({manifest.format}; {how})")
+    _echo(
+        _table(
+            ("table", "file", "rows"),
+            [(t.name, t.file, t.rows) for t in (*manifest.tables.values(), manifest.dictionary)],
+        )
+    )
+
+
 @main.group()
 def audit() -> None:
     """Verify the tamper-evident audit log, and sign checkpoints of it kept outside the database.

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from nim_workflow import _audit, _checkpoint, _deadlines, _decide, _validate, _verify
+from nim_workflow import _audit, _checkpoint, _deadlines, _decide, _export, _validate, _verify
 from nim_workflow._cache import CALENDARS_KEPT, BoundedCache
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._checkpoint import Checkpoint
@@ -80,6 +80,7 @@ from nim_workflow._values import (
     DeadlineChange,
     Event,
     EventKind,
+    ExportManifest,
     Site,
     StaffMember,
     StageInterval,
@@ -1784,6 +1785,41 @@ class Engine:
                 _deadlines.to_deadline(resolver.clock(row), row, at=now)
                 for row in conn.execute(query, params)
             ]
+
+    def export(
+        self,
+        directory: str | os.PathLike[str],
+        format: str = "csv",
+        pseudonym_key: bytes | str | os.PathLike[str] | None = None,
+        *,
+        pseudonymise: bool = True,
+        at: dt.datetime | None = None,
+    ) -> ExportManifest:
+        """Write the evaluator's export of every case into ``directory``; what was written.
+
+        One file per table (children, facts, stage intervals, deadlines, pauses) as ``csv`` or
+        ``parquet`` (which needs ``nim-workflow[parquet]``), a ``dictionary.csv`` describing every
+        column and a ``manifest.json`` with row counts and a SHA-256 per file. ``directory`` is
+        created if absent and refused if it is not empty. Case references are pseudonymised
+        with ``pseudonym_key`` (bytes of at least 16, or a path to the file holding them), the
+        same key giving the same pseudonyms; ``pseudonymise=False`` exports them as stored.
+        Only the facts each case's pathway version declares are exported. ``at`` (default:
+        now) is the instant working days and days late are counted to; not before the latest
+        change to any case, since the tables hold the cases as stored now.
+        """
+        chosen = _export.check_format(format)
+        key = _export.pseudonym_key_bytes(pseudonym_key, pseudonymise)
+        now = self._at(at)
+        latest = None if at is None else self._latest_change()
+        if latest is not None and latest[1] > now:
+            # The tables hold every case as stored now: counted to an earlier instant they would
+            # mix the present with the past.
+            raise InvalidInput(
+                f"at={now.isoformat()} is before the latest change (case {latest[0]!r} at "
+                f"{latest[1].isoformat()}): the export reads cases as they are stored now",
+                field="at",
+            )
+        return _export.export(self, directory, chosen, key, at=now, created_at=self._now())
 
     # -- bulk reads (internal: the report and the command line's listings) ---------------------
 

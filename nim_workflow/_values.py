@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -337,6 +338,40 @@ class StaffMember:
     def actor(self) -> Actor:
         """The ``Actor`` the engine checks against the pathway's roles."""
         return Actor(self.id, roles=self.roles)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportTable:
+    """One file of an export: the table it holds, its file name, rows and SHA-256 of its bytes."""
+
+    name: str
+    file: str
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportManifest:
+    """What ``Engine.export`` wrote, as its ``manifest.json`` records it.
+
+    ``directory`` holds one file per table (``tables``, by table name), the data ``dictionary``
+    and the manifest. ``as_of`` is the instant days late and working days were counted to,
+    ``created_at`` when the export was made (the engine's clock). ``key_fingerprint`` tells two
+    exports made with the same pseudonym key apart from others without revealing it; ``None``
+    when references were exported as stored (``pseudonymised`` false).
+    """
+
+    directory: Path
+    format: Literal["csv", "parquet"]
+    as_of: dt.datetime
+    created_at: dt.datetime
+    pseudonymised: bool
+    key_fingerprint: str | None
+    tables: Mapping[str, ExportTable]
+    dictionary: ExportTable
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tables", _frozen(self.tables))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -122,7 +122,7 @@ def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     for command in ("demo", "db", "pathway", "case", "cases", "caseload", "due", "overdue",
-                    "report", "audit", "staff", "site", "worker"):  # fmt: skip
+                    "report", "export", "audit", "staff", "site", "worker"):  # fmt: skip
         assert f"  {command} " in result.stdout
 
 
@@ -132,7 +132,7 @@ def test_help_lists_every_command() -> None:
         ("case", "open"), ("case", "fire"), ("case", "record"), ("case", "pause"),
         ("case", "resume"), ("case", "extend"), ("case", "upgrade"), ("case", "show"), ("cases",),
         ("case", "assign"), ("caseload",), ("due",),
-        ("overdue",), ("report",), ("audit", "verify"), ("audit", "checkpoint"),
+        ("overdue",), ("report",), ("export",), ("audit", "verify"), ("audit", "checkpoint"),
         ("audit", "keygen"), ("staff", "add"), ("staff", "remove"), ("staff", "list"),
         ("site", "list"), ("worker",), ("pathway", "show"), ("pathway", "validate"),
         ("db", "upgrade"), ("demo",),
@@ -1461,6 +1461,7 @@ def _json_calls(tmp_path: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]
         (("due",), ()),
         (("overdue",), ()),
         (("report",), ("--html", str(tmp_path / "report.html"))),
+        (("export",), ("--out", str(tmp_path / "export"), "--no-pseudonymise")),
         (("audit", "keygen"), ("--private", str(key), "--public", str(tmp_path / "pub.pem"))),
         (("audit", "checkpoint"), ("--signing-key", str(key))),
         (("audit", "verify"), ()),

@@ -32,6 +32,7 @@ PINNED_ALL = [
     "Engine",
     "Event",
     "Explanation",
+    "ExportManifest",
     "ExtensionNotAllowed",
     "InvalidInput",
     "NimWorkflowError",
@@ -124,10 +125,19 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "stop_scheduler": [],
     "sites": [],
     "assign": ["reference", "worker", "actor"],
+    "export": ["directory", "format", "pseudonym_key"],
 }
 
 #: Value objects and the fields API.md lists for each.
 VALUE_FIELDS: dict[str, list[str]] = {
+    "ExportManifest": [
+        "directory",
+        "format",
+        "as_of",
+        "pseudonymised",
+        "key_fingerprint",
+        "tables",
+    ],
     "Case": [
         "reference",
         "pathway_id",
