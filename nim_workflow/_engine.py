@@ -1662,7 +1662,9 @@ class Engine:
         now = self._at(at)
         site = self._optional_site(site)
         with self._read() as conn:
-            rows = conn.execute(_reads.OPEN_CASELOAD).all()
+            rows = conn.execute(
+                _reads.OPEN_CASELOAD[site is not None], {} if site is None else {"site": site}
+            ).all()
             members = {m.staff_id: m for m in conn.execute(sa.select(staff))}
         held = {row.reference: (row.site, row.worker) for row in rows}
         # Read after the cases: a case opened in between is not in ``held``, and not counted.
@@ -1671,8 +1673,7 @@ class Engine:
         )
         groups: dict[tuple[str, str | None], list[Any]] = {}
         for row in rows:
-            if site is None or row.site == site:
-                groups.setdefault((row.site, row.worker), []).append(row)
+            groups.setdefault((row.site, row.worker), []).append(row)
         loads = []
         for (place, worker), held_rows in groups.items():
             member = members.get(worker) if worker is not None else None
@@ -1904,14 +1905,9 @@ class Engine:
     ) -> dict[str, list[tuple[dt.datetime, dt.datetime | None]]]:
         """Internal: ``pauses(reference)`` of every case (at ``site``) that has any, in one read."""
         site = self._optional_site(site)
-        found: dict[str, list[tuple[dt.datetime, dt.datetime | None]]] = {}
         with self._read() as conn:
-            rows = conn.execute(
-                _reads.ALL_PAUSES[site is not None], {} if site is None else {"site": site}
-            )
-            for row in rows:
-                found.setdefault(row.reference, []).append((row.paused_at, row.resumed_at))
-        return found
+            found = _reads.read_pauses(conn, site)
+        return {ref: [(r.paused_at, r.resumed_at) for r in rows] for ref, rows in found.items()}
 
     def audit(
         self,

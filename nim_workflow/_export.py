@@ -28,14 +28,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import sqlalchemy as sa
-
 from nim_workflow import _validate
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._errors import InvalidInput
 from nim_workflow._pathway._model import Pathway
 from nim_workflow._store import _reads
-from nim_workflow._store._schema import deadlines
 from nim_workflow._values import ExportManifest, ExportTable, StageInterval, is_overdue
 
 if TYPE_CHECKING:
@@ -86,22 +83,6 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     rows: Callable[[_Read], Iterable[Sequence[Any]]]
-
-
-#: Every deadline column but the case and its days late, read in one statement (the bulk reads in
-#: ``_store._reads`` leave out the deadline's stage, which this table needs).
-_DEADLINES = sa.select(
-    deadlines.c.reference,
-    deadlines.c.rule,
-    deadlines.c.kind,
-    deadlines.c.stage,
-    deadlines.c.occurrence,
-    deadlines.c.due_on,
-    deadlines.c.due_at,
-    deadlines.c.status,
-    deadlines.c.settled_at,
-    deadlines.c.extensions,
-).order_by(deadlines.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,13 +440,6 @@ def _check_directory(directory: object) -> Path:
 # -- the read ------------------------------------------------------------------------------------
 
 
-def _grouped(rows: Iterable[Any]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for row in rows:
-        out.setdefault(row.reference, []).append(row)
-    return out
-
-
 def _read(engine: Engine, at: dt.datetime, name: Callable[[str], str]) -> _Read:
     """Every case with its stays, deadlines and pauses: one statement per table."""
     with engine._snapshot() as conn:
@@ -475,8 +449,8 @@ def _read(engine: Engine, at: dt.datetime, name: Callable[[str], str]) -> _Read:
         histories = _reads.read_histories(
             conn, resolver, at, site=None, stage=None, open_only=False, latest=False
         )
-        found_deadlines = _grouped(conn.execute(_DEADLINES))
-        found_pauses = _grouped(conn.execute(_reads.ALL_PAUSES[False]))
+        found_deadlines = _reads.by_reference(conn.execute(_reads.ALL_DEADLINES))
+        found_pauses = _reads.read_pauses(conn)
     return _Read(
         cases=every_case,
         histories=histories,

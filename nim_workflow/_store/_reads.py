@@ -84,12 +84,17 @@ def cases_query(
     return _CASES[key], params
 
 
-#: The open cases' holders and stages, for caseloads (``Engine.caseloads``).
-OPEN_CASELOAD = (
-    sa.select(cases.c.reference, cases.c.site, cases.c.worker, cases.c.stage, cases.c.paused_at)
-    .where(cases.c.closed_at.is_(None))
-    .order_by(cases.c.site, cases.c.worker, cases.c.reference)
-)
+#: The open cases' holders and stages, for caseloads (``Engine.caseloads``), everywhere or at
+#: one site (``site`` bound).
+OPEN_CASELOAD = {
+    by_site: (
+        sa.select(cases.c.reference, cases.c.site, cases.c.worker, cases.c.stage, cases.c.paused_at)
+        .where(cases.c.closed_at.is_(None))
+        .where(cases.c.site == sa.bindparam("site") if by_site else sa.true())
+        .order_by(cases.c.site, cases.c.worker, cases.c.reference)
+    )
+    for by_site in (False, True)
+}
 
 
 def _open_deadlines_statement(inclusive: bool, by_site: bool, after: bool) -> sa.Select[Any]:
@@ -174,6 +179,39 @@ ALL_PAUSES = {
     )
     for by_site in (False, True)
 }
+
+#: Every deadline of every case with its stage, in id order (the report's bulk read, which
+#: leaves the stage out, is shaped for the report's own use).
+ALL_DEADLINES = sa.select(
+    deadlines.c.reference,
+    deadlines.c.rule,
+    deadlines.c.kind,
+    deadlines.c.stage,
+    deadlines.c.occurrence,
+    deadlines.c.due_on,
+    deadlines.c.due_at,
+    deadlines.c.status,
+    deadlines.c.settled_at,
+    deadlines.c.extensions,
+).order_by(deadlines.c.id)
+
+
+def by_reference(rows: Iterable[Any]) -> dict[str, list[Any]]:
+    """Rows grouped by their ``reference``, each case's in the order read."""
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row.reference, []).append(row)
+    return grouped
+
+
+def read_pauses(conn: Connection, site: str | None = None) -> dict[str, list[Any]]:
+    """Every case's pauses (of ``site``'s cases) by reference, oldest first; none: left out.
+
+    Each row has ``paused_at`` and ``resumed_at``.
+    """
+    bound = {} if site is None else {"site": site}
+    return by_reference(conn.execute(ALL_PAUSES[site is not None], bound))
+
 
 # -- pathways and calendars, once per read ----------------------------------------------------
 
