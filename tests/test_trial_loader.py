@@ -27,7 +27,14 @@ import nim_workflow as nw
 import nim_workflow._trial._bundled as bundled_module
 from nim_workflow._pathway._model import Duration
 from nim_workflow._trial._loader import load_trial, load_trial_text
-from nim_workflow._trial._model import STATUSES, TrialArm, VisitReminder, VisitRule
+from nim_workflow._trial._model import (
+    STATUSES,
+    TRIAL_ACTIONS,
+    Trial,
+    TrialArm,
+    VisitReminder,
+    VisitRule,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BEST = ROOT / "trials" / "best.yaml"
@@ -155,6 +162,80 @@ def test_best_statuses(best: nw.Trial) -> None:
         "completed",
     )
     assert best.statuses == STATUSES == expected
+
+
+def test_best_roles_and_permissions(best: nw.Trial) -> None:
+    """The roster's roles that act on families, and who may do each trial action."""
+    assert dict(best.roles) == {
+        "coordinator": "Pilot-site coordinator",
+        "researcher": "Trial researcher",
+        "social_worker": "Local authority social worker",
+        "team_manager": "Team manager",
+    }
+    referrers = frozenset({"social_worker", "team_manager", "coordinator"})
+    assert dict(best.permissions) == {
+        "open_family": referrers,
+        "add_child": referrers,
+        "allocate": frozenset({"coordinator"}),
+        "set_status": frozenset({"coordinator", "researcher"}),
+        "record_visit": frozenset({"researcher", "coordinator"}),
+    }
+    assert tuple(best.permissions) == TRIAL_ACTIONS
+    assert best.roles_for("allocate") == {"coordinator"}
+    assert best.roles_for("record_visit") == {"researcher", "coordinator"}
+    assert all(best.roles_for(action) <= best.roles.keys() for action in TRIAL_ACTIONS)
+
+
+def test_roles_for_refuses_an_unknown_action(best: nw.Trial) -> None:
+    """An action that is not a trial action is a KeyError, not an empty set of roles."""
+    assert TRIAL_ACTIONS == ("open_family", "add_child", "allocate", "set_status", "record_visit")
+    for action in ("randomise", "open_case", ""):
+        with pytest.raises(KeyError):
+            best.roles_for(action)
+
+
+def test_roles_for_a_trial_built_in_memory() -> None:
+    """A Trial built directly keeps its permissions read-only; an action it omits allows nobody."""
+    trial = Trial(
+        id="t",
+        title="T",
+        registration="R",
+        unit="family",
+        arms={},
+        visits=(),
+        statuses=STATUSES,
+        roles={"coordinator": "Coordinator"},
+        permissions={"allocate": frozenset({"coordinator"})},
+    )
+    assert trial.roles_for("allocate") == {"coordinator"}
+    assert trial.roles_for("record_visit") == frozenset()
+    with pytest.raises(KeyError):
+        trial.roles_for("close_family")
+    with pytest.raises(TypeError):
+        trial.permissions["open_family"] = frozenset()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        trial.roles["researcher"] = "Researcher"  # type: ignore[index]
+
+
+def test_permissions_are_read_in_the_order_of_the_actions() -> None:
+    """Permissions written in another order load the same, keyed in TRIAL_ACTIONS order."""
+    head, _, tail = _best_text().partition("permissions:\n")
+    actions = [line for line in tail.splitlines() if line.startswith("  ") and "#" not in line[:3]]
+    assert len(actions) == len(TRIAL_ACTIONS)
+    reordered = head + "permissions:\n" + "\n".join(reversed(actions)) + "\n"
+    trial = load_trial_text(reordered, pathways=PATHWAYS)
+    assert tuple(trial.permissions) == TRIAL_ACTIONS
+    assert trial.permissions == nw.load_trial(BEST, pathways=PATHWAYS).permissions
+
+
+def test_an_undeclared_role_is_reported_with_the_declared_ones() -> None:
+    """Every role a permission names is declared under roles; the message lists the declared."""
+    text = _best_text().replace("record_visit: [researcher, coordinator]", "record_visit: [nurse]")
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "record_visit: [nurse]" in t)
+    assert _problems(text, pathways=PATHWAYS) == [
+        f"t.yaml:{line}: permissions.record_visit[0]: unknown role 'nurse'; the roles are: "
+        "coordinator, researcher, social_worker, team_manager"
+    ]
 
 
 def test_best_source_and_hash(best: nw.Trial) -> None:
@@ -390,6 +471,15 @@ STRUCTURAL = [
     "unknown-status",
     "missing-status",
     "duplicate-status",
+    "missing-roles",
+    "missing-permissions",
+    "role-bad-id",
+    "role-empty-title",
+    "permission-unknown-action",
+    "permission-missing-action",
+    "permission-duplicate-role",
+    "permission-empty",
+    "permission-not-a-list",
 ]
 
 

@@ -6,8 +6,9 @@ values (strings, names, durations, lists), so a trial file's problems read like 
 1. *parse*: the YAML becomes a tree of ``_Node`` values, each with its line and field path.
 2. *check*: every section is read against the format in ``_model``, and against the pathways and
    sites the trial runs on (each arm's pathway at each site is known, the site runs it, their
-   calendars agree, a visit's anchor is a date fact of every arm's pathway); each mistake becomes
-   a :class:`Problem` and checking goes on, so one run reports every problem in the file.
+   calendars agree, a visit's anchor is a date fact of every arm's pathway), and each trial
+   action's permitted roles against the declared ones; each mistake becomes a :class:`Problem`
+   and checking goes on, so one run reports every problem in the file.
 3. *compile*: when nothing is wrong, the checked values become the frozen :class:`Trial`.
 """
 
@@ -37,6 +38,7 @@ from nim_workflow._sites import bundled_sites
 from nim_workflow._trial._model import (
     RANDOMISED,
     STATUSES,
+    TRIAL_ACTIONS,
     ReminderWhen,
     Trial,
     TrialArm,
@@ -48,7 +50,10 @@ from nim_workflow._values import Site
 
 __all__ = ["load_trial", "load_trial_text"]
 
-_TOP_KEYS = ("id", "title", "registration", "unit", "arms", "visits", "statuses")
+_TOP_KEYS = (
+    *("id", "title", "registration", "unit", "arms", "visits", "statuses"),
+    *("roles", "permissions"),
+)
 _PER: tuple[VisitUnit, ...] = ("child", "family")
 _WHEN: tuple[ReminderWhen, ...] = ("opens", "before_close")
 _T = TypeVar("_T")
@@ -171,6 +176,9 @@ class _Checker(_Compiler):
         arms = section("arms", self._arms)
         visits = section("visits", self._visits)
         statuses = section("statuses", self._statuses)
+        # Roles first: the permissions refer to them.
+        roles = section("roles", self._read_roles)
+        permissions = section("permissions", self._permissions)
         if self._problems:
             return None
         if (
@@ -181,6 +189,8 @@ class _Checker(_Compiler):
             or arms is None
             or visits is None
             or statuses is None
+            or roles is None
+            or permissions is None
         ):
             # Unreachable when no problem was reported; kept so a reader bug cannot pass quietly.
             raise AssertionError("a section failed without reporting a problem")
@@ -192,6 +202,8 @@ class _Checker(_Compiler):
             arms=arms,
             visits=visits,
             statuses=statuses,
+            roles=roles,
+            permissions=permissions,
             source=self._source,
             content_hash=content_hash,
         )
@@ -598,6 +610,42 @@ class _Checker(_Compiler):
             )
             sound = False
         return tuple(found) if sound else None
+
+    # Roles and permissions. The roles are read by the pathway compiler's reader: role ids are
+    # names, as arm ids are, each with a title.
+
+    def _permissions(self, node: _Node) -> dict[str, frozenset[str]] | None:
+        """Every one of TRIAL_ACTIONS, once, with the declared roles that may do it."""
+        entries = self._free_mapping(node)
+        if entries is None:
+            return None
+        found: dict[str, frozenset[str]] = {}
+        sound = True
+        for action, child in entries.items():
+            if action not in TRIAL_ACTIONS:
+                self._bad(
+                    child,
+                    f"unknown action {action!r}; the actions are: {_listing(TRIAL_ACTIONS)}",
+                )
+                sound = False
+                continue
+            # An action nobody may do would stall every family; the file says who does it.
+            roles = self._refs(child, self._roles, "role", nonempty=True)
+            if roles is None:
+                sound = False
+            else:
+                found[action] = frozenset(roles)
+        missing = [action for action in TRIAL_ACTIONS if action not in entries]
+        if missing:
+            self._bad(
+                node,
+                f"misses {_listing(map(repr, missing))}; every trial says who may do each of: "
+                f"{_listing(TRIAL_ACTIONS)}",
+            )
+            sound = False
+        if not sound:
+            return None
+        return {action: found[action] for action in TRIAL_ACTIONS}
 
 
 def _sites_phrase(sites: list[str]) -> str:

@@ -1,9 +1,9 @@
 """The typed, immutable model of a trial definition.
 
 A trial file (YAML, under ``trials/``) compiles into one :class:`Trial`: which pathway each arm's
-children follow at each site, the research visits as windows after an anchor date, and the trial
-statuses a family can hold. Nothing in this module reads files; see ``_loader`` for parsing and
-validation.
+children follow at each site, the research visits as windows after an anchor date, the trial
+statuses a family can hold, and which staff roles may act on the trial's families. Nothing in
+this module reads files; see ``_loader`` for parsing and validation.
 
 The file format (every key; ``?`` marks optional ones)::
 
@@ -29,9 +29,19 @@ The file format (every key; ``?`` marks optional ones)::
           - {when: opens}
           - {when: before_close, lead: 2 weeks}
     statuses: [enrolled, consented, randomised, withdrawn_consent, lost_to_follow_up, completed]
+    roles:                                # role id -> title; the staff roster's roles
+      coordinator: Pilot-site coordinator
+      researcher: Trial researcher
+    permissions:                          # every trial action, once -> the roles that may do it
+      open_family: [coordinator]
+      add_child: [coordinator]
+      allocate: [coordinator]
+      set_status: [coordinator, researcher]
+      record_visit: [researcher]
 
 Durations are those of pathway files (``<N> days|weeks|months``) except working days: one trial
-spans sites with different calendars, so its windows count calendar time.
+spans sites with different calendars, so its windows count calendar time. The trial's
+``permissions`` say who may act on a family; each child's case is governed by its own pathway's.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from nim_workflow._pathway._model import Duration
 __all__ = [
     "RANDOMISED",
     "STATUSES",
+    "TRIAL_ACTIONS",
     "Trial",
     "TrialArm",
     "VisitAnchor",
@@ -65,6 +76,14 @@ STATUSES: tuple[str, ...] = (
     "withdrawn_consent",
     "lost_to_follow_up",
     "completed",
+)
+#: The actions on a trial's families whose roles every trial declares under ``permissions``.
+TRIAL_ACTIONS: tuple[str, ...] = (
+    "open_family",
+    "add_child",
+    "allocate",
+    "set_status",
+    "record_visit",
 )
 VisitUnit = Literal["child", "family"]
 ReminderWhen = Literal["opens", "before_close"]
@@ -128,11 +147,17 @@ class Trial:
     arms: Mapping[str, TrialArm]
     visits: tuple[VisitRule, ...]
     statuses: tuple[str, ...]
+    #: Role id -> its title: the staff roster's roles that act on the trial's families.
+    roles: Mapping[str, str]
+    #: Each of :data:`TRIAL_ACTIONS` -> the roles that may do it.
+    permissions: Mapping[str, frozenset[str]]
     source: str = field(default="<memory>", compare=False)
     content_hash: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", MappingProxyType(dict(self.arms)))
+        object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
+        object.__setattr__(self, "permissions", MappingProxyType(dict(self.permissions)))
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -149,3 +174,9 @@ class Trial:
     def pathway_for(self, arm: str, site: str) -> str:
         """The pathway id the children of ``arm`` follow at ``site``; ``KeyError`` if none."""
         return self.arms[arm].pathways[site]
+
+    def roles_for(self, action: str) -> frozenset[str]:
+        """The roles that may do ``action``; ``KeyError`` if it is not in :data:`TRIAL_ACTIONS`."""
+        if action not in TRIAL_ACTIONS:
+            raise KeyError(action)
+        return self.permissions.get(action, frozenset())
