@@ -20,11 +20,14 @@ from nim_workflow._checkpoint import Checkpoint
 from nim_workflow._engine import Engine
 from nim_workflow._errors import (
     ActionRefused,
+    AlreadyAllocated,
     CaseExists,
     CaseNotFound,
     CasePaused,
     ConcurrentUpdate,
     ExtensionNotAllowed,
+    FamilyExists,
+    FamilyNotFound,
     InvalidInput,
     NimWorkflowError,
     OutsideWindow,
@@ -55,9 +58,11 @@ from nim_workflow._values import (
     Event,
     Explanation,
     ExportManifest,
+    Family,
     Site,
     StaffMember,
     StageInterval,
+    Visit,
 )
 
 __version__ = "0.1.0"
@@ -68,6 +73,7 @@ logging.getLogger("nim_workflow").addHandler(logging.NullHandler())
 __all__ = [
     "ActionRefused",
     "Actor",
+    "AlreadyAllocated",
     "AuditEvent",
     "AuditReport",
     "Case",
@@ -85,6 +91,9 @@ __all__ = [
     "Explanation",
     "ExportManifest",
     "ExtensionNotAllowed",
+    "Family",
+    "FamilyExists",
+    "FamilyNotFound",
     "InvalidInput",
     "NimWorkflowError",
     "OutsideWindow",
@@ -100,6 +109,7 @@ __all__ = [
     "TransitionNotAllowed",
     "Trial",
     "UnknownSite",
+    "Visit",
     "__version__",
     "bundled_pathways",
     "bundled_sites",

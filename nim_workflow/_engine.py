@@ -52,6 +52,7 @@ from nim_workflow._errors import (
     StaffNotFound,
     UnknownSite,
 )
+from nim_workflow._families import FamilyActions
 from nim_workflow._machine import PathwayMachine
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import load_pathway, load_pathway_text
@@ -66,7 +67,11 @@ from nim_workflow._store._schema import (
     deadlines,
     pathways,
     staff,
+    visit_alarms,
 )
+from nim_workflow._trial._bundled import bundled_trials
+from nim_workflow._trial._loader import load_trial
+from nim_workflow._trial._model import Trial
 from nim_workflow._values import (
     EVENT_KINDS,
     SITE_CLOSURE,
@@ -223,7 +228,7 @@ class _Subscription:
     kinds: frozenset[str] | None
 
 
-class Engine:
+class Engine(FamilyActions):
     """A workflow engine over one database.
 
     ``url`` is any SQLAlchemy URL (SQLite and PostgreSQL are supported) or a SQLAlchemy ``Engine``
@@ -235,6 +240,8 @@ class Engine:
     ``closures`` maps a declared site to extra non-working dates for its calendar, added to the
     site's own closures. ``signing_key`` (an Ed25519 private key or
     the path of its PEM file) signs the audit log's checkpoints; it never enters the database.
+    ``trials`` are the trials the engine runs (``nw.Trial`` objects or trial file paths; default:
+    the bundled trials whose pathways and sites the engine has).
     """
 
     def __init__(
@@ -247,6 +254,7 @@ class Engine:
         logger: Any = None,
         signing_key: Ed25519PrivateKey | str | os.PathLike[str] | None = None,
         sites: Iterable[Site | str | os.PathLike[str]] | None = None,
+        trials: Iterable[Trial | str | os.PathLike[str]] | None = None,
     ) -> None:
         if isinstance(url, sa.Engine):
             self._sa = url
@@ -272,6 +280,14 @@ class Engine:
         # Sites are declared data: the bundled ones unless the host declares its own.
         self._sites: dict[str, Site] = bundled_sites() if sites is None else sites_given(sites)
         self._check_site_calendars()
+        self._trials = self._trials_given(trials)
+        #: The facts that anchor a visit per child: recording one plans the child's visits.
+        self._visit_anchors = frozenset(
+            rule.anchor
+            for trial in self._trials.values()
+            for rule in trial.visits
+            if rule.per == "child"
+        )
         # Each site starts from its declared closures, by name; the caller's dates add to them,
         # never replace them, and read as the calendar's default label. Dates given in code are
         # checked as closures= dates are; a closure file's rules were checked on loading (they
@@ -338,6 +354,42 @@ class Engine:
     def _optional_site(self, site: object) -> str | None:
         """A site filter: ``None`` (every site) or a declared site's id."""
         return None if site is None else self._site(site).id
+
+    def _trials_given(
+        self, trials: Iterable[Trial | str | os.PathLike[str]] | None
+    ) -> dict[str, Trial]:
+        """The trials to run: each checked against this engine's pathways and sites."""
+        known = dict(self._latest)
+        if trials is None:
+            # The bundled trials, where this engine runs their pathways at their sites.
+            return {
+                trial.id: trial
+                for trial in bundled_trials().values()
+                if all(
+                    pathway in known and site in self._sites
+                    for arm in trial.arms.values()
+                    for site, pathway in arm.pathways.items()
+                )
+            }
+        out: dict[str, Trial] = {}
+        for item in trials:
+            trial = (
+                item
+                if isinstance(item, Trial)
+                else load_trial(item, pathways=known, sites=self._sites)
+            )
+            for arm in trial.arms.values():
+                for site, pathway in arm.pathways.items():
+                    if site not in self._sites:
+                        raise UnknownSite(site, self._sites, field="trials")
+                    if pathway not in known:
+                        raise InvalidInput(
+                            f"trial {trial.id!r}: arm {arm.id!r} follows pathway {pathway!r} "
+                            f"at {site!r}, which this engine does not run",
+                            field="trials",
+                        )
+            out[trial.id] = trial
+        return out
 
     def _check_site_calendars(self) -> None:
         """Refuse a site whose calendar or time zone differs from a registered pathway it runs."""
@@ -758,7 +810,6 @@ class Engine:
             )
         new_facts = _decide.coerce_facts(definition, facts)
         with self._write(connection) as unit:
-            conn = unit.conn
             when = self._when(given)
             allowed = definition.roles_for("open_case")
             if not actor.roles & allowed:
@@ -770,59 +821,82 @@ class Engine:
                     at=when,
                     reference=reference,
                 )
-            self._ensure_registered(unit, definition)
-            stage = definition.initial_stage
-            values = {
-                "reference": reference,
-                "pathway_id": definition.id,
-                "pathway_version": definition.version,
-                "site": site,
-                "stage": stage,
-                "version": 1,
-                "opened_at": when,
-                "stage_entered_at": when,
-                "closed_at": None,
-                "outcome": None,
-                "paused_at": None,
-                "facts": _decide.facts_to_json(new_facts),
-                "updated_at": when,
-                "worker": None,
-            }
-            try:
-                conn.execute(_INSERT_CASE, values)
-            except IntegrityError as exc:
-                # The reference is taken (or was, a moment ago, by a concurrent writer): the
-                # unit rolls back, so the failed INSERT leaves nothing behind.
-                raise CaseExists(reference) from exc
-            state = _case_state.opened(reference, values)
-            unit.cases[reference] = state
-            _decide.enter_stage(state, stage, when, None)
-            clock = CaseClock(reference, site, definition, self._calendar(definition, site))
-            opened = _deadlines.open_stage_deadlines(state, clock, stage, when)
-            clocks = _deadlines.record_clock_facts(
-                state, clock, _decide.date_facts(new_facts), when, facts=new_facts
-            )
-            self._audit(
-                unit,
-                reference=reference,
-                at=when,
-                actor=actor,
-                action="opened",
-                to_stage=stage,
-                detail={
-                    "pathway": definition.id,
-                    "pathway_version": definition.version,
-                    "site": site,
-                    "facts": _decide.facts_to_json(new_facts),
-                    "deadlines_opened": opened,
-                    "clocks": clocks,
-                },
-            )
+            self._open(unit, reference, definition, site, actor, when, new_facts)
             case = self._held(unit, reference)
         self._log.info(
-            "nimwf.opened", reference=reference, to_stage=stage, actor_id=actor.id, outcome="ok"
+            "nimwf.opened",
+            reference=reference,
+            to_stage=definition.initial_stage,
+            actor_id=actor.id,
+            outcome="ok",
         )
         return case
+
+    def _open(
+        self,
+        unit: _Unit,
+        reference: str,
+        definition: Pathway,
+        site: str,
+        actor: Actor,
+        when: dt.datetime,
+        new_facts: Mapping[str, Any],
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Open a case in this unit: its row, first stage, deadlines, clocks and ``opened`` entry.
+
+        ``detail`` adds to the entry's detail (an allocation names the family and its arm).
+        """
+        conn = unit.conn
+        self._ensure_registered(unit, definition)
+        stage = definition.initial_stage
+        values = {
+            "reference": reference,
+            "pathway_id": definition.id,
+            "pathway_version": definition.version,
+            "site": site,
+            "stage": stage,
+            "version": 1,
+            "opened_at": when,
+            "stage_entered_at": when,
+            "closed_at": None,
+            "outcome": None,
+            "paused_at": None,
+            "facts": _decide.facts_to_json(new_facts),
+            "updated_at": when,
+            "worker": None,
+        }
+        try:
+            conn.execute(_INSERT_CASE, values)
+        except IntegrityError as exc:
+            # The reference is taken (or was, a moment ago, by a concurrent writer): the
+            # unit rolls back, so the failed INSERT leaves nothing behind.
+            raise CaseExists(reference) from exc
+        state = _case_state.opened(reference, values)
+        unit.cases[reference] = state
+        _decide.enter_stage(state, stage, when, None)
+        clock = CaseClock(reference, site, definition, self._calendar(definition, site))
+        opened = _deadlines.open_stage_deadlines(state, clock, stage, when)
+        clocks = _deadlines.record_clock_facts(
+            state, clock, _decide.date_facts(new_facts), when, facts=new_facts
+        )
+        self._audit(
+            unit,
+            reference=reference,
+            at=when,
+            actor=actor,
+            action="opened",
+            to_stage=stage,
+            detail={
+                "pathway": definition.id,
+                "pathway_version": definition.version,
+                "site": site,
+                "facts": _decide.facts_to_json(new_facts),
+                "deadlines_opened": opened,
+                "clocks": clocks,
+                **(detail or {}),
+            },
+        )
 
     def fire(
         self,
@@ -890,6 +964,8 @@ class Engine:
             clocks = _deadlines.record_clock_facts(
                 state, clock, _decide.date_facts(changed), when, facts=merged
             )
+            if changed.keys() & self._visit_anchors:
+                self._sync_child_visits(unit, reference, changed, when)
             settled = _deadlines.settle_met_by(state, clock, trigger, when)
             settled |= _deadlines.settle_stage_deadlines(
                 state, clock, row.stage, when, closing=closing, trigger=trigger
@@ -978,6 +1054,8 @@ class Engine:
             clocks = _deadlines.record_clock_facts(
                 unit.cases[reference], clock, _decide.date_facts(changed), when, facts=merged
             )
+            if changed.keys() & self._visit_anchors:
+                self._sync_child_visits(unit, reference, changed, when)
             self._update_case(unit, row, at=when, facts=_decide.facts_to_json(merged))
             self._audit(
                 unit,
@@ -1488,6 +1566,12 @@ class Engine:
             # short while due alarms remain.
             if not batch:
                 break
+        while True:
+            with self._write(connection) as unit:
+                reminders = self._claim_visit_reminders(unit, when)
+            fired.extend(unit.events)
+            if not reminders:
+                break
         if fired:
             self._log.info("nimwf.processed", fired=len(fired), at=when.isoformat())
         return fired
@@ -1586,8 +1670,17 @@ class Engine:
         return rows
 
     def next_due_at(self) -> dt.datetime | None:
-        """The instant the next pending alarm falls due, or ``None`` if nothing is pending."""
+        """The instant the next pending alarm falls due, or ``None`` if nothing is pending.
+
+        Alarms are the deadlines' reminders, breaches and escalations and the research visits'
+        reminders.
+        """
         with self._read() as conn:
+            visit_due = conn.execute(
+                sa.select(sa.func.min(visit_alarms.c.due_at)).where(
+                    visit_alarms.c.status == "pending"
+                )
+            ).scalar()
             value: dt.datetime | None = conn.execute(
                 sa.select(sa.func.min(alarms.c.due_at))
                 .join(deadlines, deadlines.c.id == alarms.c.deadline_id)
@@ -1598,12 +1691,8 @@ class Engine:
                     cases.c.paused_at.is_(None),
                 )
             ).scalar()
-        if value is None:
-            return None
-        # min() bypasses the column type on SQLite; normalise to an aware UTC datetime.
-        if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        found = [_as_utc(v) for v in (value, visit_due) if v is not None]
+        return min(found) if found else None
 
     def start_scheduler(self, *, sweep_seconds: float = 60.0) -> None:
         """Wake ``process_due`` in this process at the next due instant, and sweep periodically."""
@@ -2314,6 +2403,7 @@ class Engine:
         reference: str,
         trigger: str | None = None,
         stage: str | None = None,
+        stream: str = "case",
     ) -> NoReturn:
         """Audit a refusal (it commits on its own) and raise it."""
         detail: dict[str, Any] = {
@@ -2335,6 +2425,7 @@ class Engine:
             from_stage=stage,
             to_stage=stage,
             detail=detail,
+            stream=stream,
         )
         self._log.warning(
             "nimwf.denied",
@@ -2403,6 +2494,13 @@ def _create_engine(url: str) -> sa.Engine:
 #: PostgreSQL's codes for a transaction that lost to another: deadlock, serialization failure,
 #: lock not available.
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def _as_utc(value: dt.datetime | str) -> dt.datetime:
+    """An aggregate's instant (min() bypasses the column type on SQLite) as aware UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _is_lock_conflict(exc: DBAPIError) -> bool:

@@ -125,6 +125,22 @@ class CaseExists(NimWorkflowError, ValueError):
         super().__init__(f"a case with reference {reference!r} already exists")
 
 
+class FamilyNotFound(NimWorkflowError, LookupError):
+    """No family has this reference."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"no family with reference {reference!r}")
+
+
+class FamilyExists(NimWorkflowError, ValueError):
+    """A family with this reference already exists."""
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        super().__init__(f"a family with reference {reference!r} already exists")
+
+
 class ActionRefused(NimWorkflowError):
     """The action is not allowed on this case now; the refusal is audited as ``denied``."""
 
@@ -206,14 +222,36 @@ class ExtensionNotAllowed(ActionRefused):
 class OutsideWindow(ActionRefused):
     """A window's settling fact (a research visit held) is dated before the window opens."""
 
-    def __init__(self, reference: str, window: str, fact: str, day: str, opens_on: str) -> None:
+    def __init__(
+        self,
+        reference: str,
+        window: str,
+        fact: str,
+        day: str,
+        opens_on: str,
+        *,
+        subject: str = "case",
+    ) -> None:
         self.reference = reference
         self.window = window
         self.fact = fact
         self.day = day
         self.opens_on = opens_on
         super().__init__(
-            f"case {reference}: {fact} {day} is before window {window!r} opens on {opens_on}"
+            f"{subject} {reference}: {fact} {day} is before window {window!r} opens on {opens_on}"
+        )
+
+
+class AlreadyAllocated(ActionRefused):
+    """The family was allocated already: the portal's result is recorded once, never changed."""
+
+    def __init__(self, reference: str, arm: str, allocation_id: str) -> None:
+        self.reference = reference
+        self.arm = arm
+        self.allocation_id = allocation_id
+        super().__init__(
+            f"family {reference} is already allocated to arm {arm!r} "
+            f"(allocation {allocation_id}); an allocation is recorded once"
         )
 
 

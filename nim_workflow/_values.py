@@ -31,6 +31,14 @@ EventKind = Literal[
     "denied",
     "upgraded",
     "assigned",
+    # The trial (TRIAL.md): a family's own audit chain.
+    "family_opened",
+    "child_added",
+    "allocated",
+    "status_changed",
+    "family_action",
+    "visit_recorded",
+    "visit_reminder",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 DeadlineStatus = Literal["open", "met", "missed", "cancelled"]
@@ -395,6 +403,55 @@ class Caseload:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_stage", _frozen(dict(self.by_stage)))
+
+
+VisitStatus = Literal["pending", "in_window", "late", "missed"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Family:
+    """A trial's family (a sibling group): its site, its arm once allocated, its trial status.
+
+    ``cases`` are the references of its children's cases, in the order they joined; a child's
+    case is opened by the allocation when it was not open already. ``arm``, ``allocation_id``,
+    ``allocated_at`` and ``randomised_on`` (the site's local date of the allocation) are
+    ``None`` until the trial's portal allocates the family. ``status`` is the trial status, not
+    the children's service status (TRIAL.md).
+    """
+
+    reference: str
+    site: str
+    trial: str
+    arm: str | None
+    allocation_id: str | None
+    status: str
+    cases: tuple[str, ...]
+    opened_at: dt.datetime
+    allocated_at: dt.datetime | None = None
+    randomised_on: dt.date | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Visit:
+    """A research visit: its window, when it was held, and its status on the day read.
+
+    ``subject`` is the child's case reference for a visit per child, the family's reference for
+    a visit per family. ``status``: ``pending`` (not held, window not yet closed), ``in_window``
+    (held within it), ``late`` (held after it closed), ``missed`` (not held, window closed).
+    ``stopped`` is true when the family's trial status (withdrawn consent, lost to follow-up)
+    stopped the research visits before this one was held.
+    """
+
+    name: str
+    subject: str
+    family: str
+    opens_on: dt.date
+    closes_on: dt.date
+    held_on: dt.date | None
+    status: VisitStatus
+    target_on: dt.date | None = None
+    stopped: bool = False
 
 
 #: The label a closure date given without a name carries (``explain()`` shows it).

@@ -17,6 +17,7 @@ import nim_workflow as nw
 PINNED_ALL = [
     "ActionRefused",
     "Actor",
+    "AlreadyAllocated",
     "AuditEvent",
     "AuditReport",
     "Case",
@@ -34,6 +35,9 @@ PINNED_ALL = [
     "Explanation",
     "ExportManifest",
     "ExtensionNotAllowed",
+    "Family",
+    "FamilyExists",
+    "FamilyNotFound",
     "InvalidInput",
     "NimWorkflowError",
     "OutsideWindow",
@@ -49,6 +53,7 @@ PINNED_ALL = [
     "TransitionNotAllowed",
     "Trial",
     "UnknownSite",
+    "Visit",
     "__version__",
     "bundled_pathways",
     "bundled_sites",
@@ -86,6 +91,10 @@ API_NAMES = [
     "UnknownSite",
     "load_trial",
     "Trial",
+    "Family",
+    "Visit",
+    "AlreadyAllocated",
+    "OutsideWindow",
 ]
 
 #: Engine methods and the parameters API.md gives each (more may be added, none removed).
@@ -126,6 +135,17 @@ ENGINE_METHODS: dict[str, list[str]] = {
     "sites": [],
     "assign": ["reference", "worker", "actor"],
     "export": ["directory", "format", "pseudonym_key"],
+    # The trial (TRIAL.md, API.md's additions).
+    "open_family": ["reference", "site", "actor", "children", "trial", "at", "facts"],
+    "add_child": ["family", "child", "actor"],
+    "allocate": ["family", "arm", "allocation_id", "actor", "at"],
+    "fire_family": ["family", "trigger", "actor", "facts", "reason", "at"],
+    "pause_family": ["family", "actor", "reason", "at"],
+    "resume_family": ["family", "actor", "at"],
+    "set_trial_status": ["family", "status", "actor", "reason"],
+    "record_visit": ["family", "name", "held_on", "actor"],
+    "family": ["reference"],
+    "visits": ["family"],
 }
 
 #: Value objects and the fields API.md lists for each.
@@ -180,6 +200,8 @@ VALUE_FIELDS: dict[str, list[str]] = {
     "Checkpoint": ["size", "root_hash", "signed_at", "signature"],
     "StaffMember": ["id", "roles", "sites"],
     "Site": ["id", "title", "timezone", "pathways", "calendar", "closures"],
+    "Family": ["reference", "site", "trial", "arm", "allocation_id", "status", "cases"],
+    "Visit": ["name", "opens_on", "closes_on", "held_on", "status"],
 }
 
 ERRORS = [
@@ -193,6 +215,8 @@ ERRORS = [
     "CasePaused",
     "InvalidInput",
     "UnknownSite",
+    "AlreadyAllocated",
+    "OutsideWindow",
 ]
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)

@@ -270,4 +270,74 @@ staff = Table(
     Column("removed_at", UTCDateTime, nullable=True),
 )
 
+# A trial's families (TRIAL.md): the sibling group the trial randomises, its arm once the trial's
+# portal has allocated it, and its trial status (not its children's service status).
+families = Table(
+    "nimwf_families",
+    metadata,
+    Column("reference", String(100), primary_key=True),
+    Column("trial", String(100), nullable=False),
+    Column("site", String(100), nullable=False),
+    Column("arm", String(100), nullable=True),
+    # The portal's allocation id, recorded once; unique within a trial.
+    Column("allocation_id", String(100), nullable=True),
+    Column("allocated_at", UTCDateTime, nullable=True),
+    # The site's local date of the allocation: the anchor of visits "after randomisation".
+    Column("randomised_on", Date, nullable=True),
+    Column("status", String(30), nullable=False),
+    Column("status_at", UTCDateTime, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_nimwf_families_trial_allocation_id", "trial", "allocation_id", unique=True),
+    Index("ix_nimwf_families_site", "site", "reference"),
+)
+
+# Each child of a family, by the reference of the child's case (opened by the allocation when it
+# does not exist yet). The reference is the key: a child belongs to at most one family.
+family_children = Table(
+    "nimwf_family_children",
+    metadata,
+    Column("reference", String(100), primary_key=True),
+    Column("family", ForeignKey("nimwf_families.reference"), nullable=False),
+    Column("joined_at", UTCDateTime, nullable=False),
+    # The facts the child's case opens with when the allocation opens it.
+    Column("facts", JSON, nullable=False),
+    Index("ix_nimwf_family_children_family", "family", "joined_at", "reference"),
+)
+
+# Research visits, each a window after its anchor date (TRIAL.md). ``subject`` is the child's
+# reference for a visit per child, the family's reference for a visit per family.
+visits = Table(
+    "nimwf_visits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("family", ForeignKey("nimwf_families.reference"), nullable=False),
+    Column("subject", String(100), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("anchor_on", Date, nullable=False),
+    Column("opens_on", Date, nullable=False),
+    Column("closes_on", Date, nullable=False),
+    Column("target_on", Date, nullable=True),
+    Column("held_on", Date, nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=True),
+    Index("ix_nimwf_visits_family_subject_name", "family", "subject", "name", unique=True),
+)
+
+# A research visit's reminders: when its window opens, and before it closes. Fired exactly once
+# by the deadline processor, like a deadline's alarms.
+visit_alarms = Table(
+    "nimwf_visit_alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("visit_id", ForeignKey("nimwf_visits.id"), nullable=False),
+    Column("family", String(100), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Index("ix_nimwf_visit_alarms_status_due_at", "status", "due_at"),
+    Index("ix_nimwf_visit_alarms_visit_id", "visit_id"),
+)
+
 GENESIS_HASH = "0" * 64
