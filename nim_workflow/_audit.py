@@ -55,6 +55,9 @@ CASE_ACTIONS: frozenset[str] = frozenset(
         "extended",
         "upgraded",
         "assigned",
+        # A trial's allocation moving a case onto the arm's pathway (a family's own
+        # "allocated" entry is on the family's chain, which is not replayed as a case's).
+        "allocated",
     }
 )
 #: Actions that change nothing: a refused attempt.
@@ -569,13 +572,17 @@ def read(
     reference: str | None = None,
     after_seq: int | None = None,
     limit: int | None = None,
+    stream: str = "case",
 ) -> list[AuditEvent]:
-    """Sequenced entries in log order, of one case or of all, strictly after ``after_seq``."""
+    """Sequenced entries in log order, of one chain or of all, strictly after ``after_seq``.
+
+    ``reference`` names a case, or the chain of ``stream`` (a family's: ``"family"``).
+    """
     query = (
         sa.select(audit_events).where(audit_events.c.seq.is_not(None)).order_by(audit_events.c.seq)
     )
     if reference is not None:
-        query = query.where(audit_events.c.stream == "case", audit_events.c.reference == reference)
+        query = query.where(audit_events.c.stream == stream, audit_events.c.reference == reference)
     if after_seq is not None:
         query = query.where(audit_events.c.seq > after_seq)
     if limit is not None:

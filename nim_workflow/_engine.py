@@ -2004,17 +2004,26 @@ class Engine(FamilyActions):
         after_seq: int | None = None,
         *,
         limit: int | None = None,
+        family: str | None = None,
     ) -> list[AuditEvent]:
         """Audit entries in log order, of one case (or all if ``None``), after ``after_seq``.
+
+        ``family`` reads a trial family's own entries instead (opened, allocated, status
+        changes, family actions, visits) and excludes ``reference``.
 
         Everything committed before the call is sequenced first, so a host tailing the log
         with ``after_seq`` (the newest seq it has seen) misses nothing and sees nothing twice.
         """
         _validate.optional_lookup(reference, "reference", "a case reference")
+        _validate.optional_lookup(family, "family", "a family reference")
+        if family is not None and reference is not None:
+            raise InvalidInput("give a case reference or a family, not both", field="family")
         _validate.sequence(after_seq, "after_seq")
         _validate.sequence(limit, "limit")
         self._sequence(wait=True)
         with self._read() as conn:
+            if family is not None:
+                return _audit.read(conn, family, after_seq, limit, stream="family")
             return _audit.read(conn, reference, after_seq, limit)
 
     def checkpoint(self, *, out: str | os.PathLike[str] | None = None) -> Checkpoint:

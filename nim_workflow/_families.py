@@ -905,6 +905,12 @@ class FamilyActions:
         A refusal commits (its ``denied`` entry); any other error rolls back.
         """
         if connection is not None:
+            if self._dialect == "sqlite":
+                raw = connection.connection.dbapi_connection
+                if raw is not None and not getattr(raw, "in_transaction", True):
+                    # As in the engine's own host path: the sqlite3 driver begins lazily, and a
+                    # SAVEPOINT issued first would open (and on release commit) its own.
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
             yield connection
             return
         try:
