@@ -5,8 +5,9 @@ the sequenced entries rebuild the Merkle tree, which must match the log head and
 extension of every signed checkpoint (RFC 9162 consistency proof against the newest one, the
 tree root at every checkpoint's size). A deep verify also replays each case's chain (stage
 continuity, version count) and compares the state digests the entries recorded with the rows as
-they are now. Every problem says what is wrong, where, and since when; nothing here raises for a
-problem found.
+they are now, and replays each trial family's chain (status, arm, allocation, children, visits
+held) against the family's rows. Every problem says what is wrong, where, and since when;
+nothing here raises for a problem found.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from sqlalchemy import Connection
 
 from nim_workflow import _audit, _merkle
 from nim_workflow._checkpoint import Checkpoint, key_id, signature_valid
-from nim_workflow._store._schema import GENESIS_HASH, audit_chains, cases
+from nim_workflow._store._schema import (
+    GENESIS_HASH,
+    audit_chains,
+    cases,
+    families,
+    family_children,
+    visits,
+)
 from nim_workflow._values import AuditReport
 
 #: Stands in for a missing entry's leaf: any root over it differs from the signed one.
@@ -81,6 +89,7 @@ def verify(
     found = _Findings()
     found.problems.extend(checkpoint_problems)
     chains: dict[tuple[str, str], _Chain] = {}
+    families_seen: dict[str, _FamilyChain] = {}
     leaves: dict[int, bytes] = {}
     checked = 0
     for row in _audit.all_entries(conn):
@@ -105,6 +114,8 @@ def verify(
         _check_sequencing(found, chain, row, where, leaves)
         if deep and row["stream"] == "case":
             _replay(found, chain, row, where)
+        elif deep and row["stream"] == "family":
+            _replay_family(families_seen, row, where)
     head = _audit.log_head(conn)
     # The sequenced leaves in seq order, and their root, built once for the head and checkpoints.
     ordered = [leaves.get(n, _MISSING) for n in range(1, max(leaves, default=0) + 1)]
@@ -115,6 +126,7 @@ def verify(
         _check_checkpoints(found, head.log_id, checkpoints, ordered, root, public_key)
     if deep:
         _check_state(found, conn, chains)
+        _check_families(found, conn, families_seen)
     if head.legacy is not None and not head.legacy.get("ok", True):
         text = "before per-case chains (migration 0004) " + str(head.legacy.get("summary", ""))
         if head.legacy.get("defect_only"):
@@ -365,3 +377,112 @@ def _check_state(
                 f"case {reference}: the log opened it ({chain.last_where} is its newest entry) "
                 "but its rows are gone"
             )
+
+
+# -- the trial's families ----------------------------------------------------------------------
+
+
+@dataclass
+class _FamilyChain:
+    """A family as its own chain of entries has it: what its rows must still say."""
+
+    opened_where: str
+    status: str
+    arm: str | None = None
+    allocation_id: str | None = None
+    randomised_on: str | None = None
+    children: list[str] = field(default_factory=list)
+    #: ``(visit, subject)`` -> the date it was held, as recorded.
+    held: dict[tuple[str, str], str] = field(default_factory=dict)
+    last_where: str = ""
+
+
+def _replay_family(seen: dict[str, _FamilyChain], row: Mapping[str, Any], where: str) -> None:
+    """Replay one family entry onto what the family's rows must say.
+
+    An entry whose detail was edited fails its hash check already; replaying it reads what it
+    can and never raises.
+    """
+    action, reference = row["action"], row["reference"]
+    detail = row["detail"] if isinstance(row["detail"], Mapping) else {}
+    if action == "family_opened":
+        seen[reference] = _FamilyChain(
+            opened_where=where,
+            status=str(detail.get("status")),
+            children=list(detail.get("children") or ()),
+        )
+    family = seen.get(reference)
+    if family is None:
+        return
+    family.last_where = where
+    if action == "child_added":
+        family.children.append(str(detail.get("child")))
+    elif action == "allocated":
+        family.arm, family.allocation_id = detail.get("arm"), detail.get("allocation_id")
+        family.randomised_on, family.status = detail.get("randomised_on"), str(detail.get("status"))
+    elif action == "status_changed":
+        family.status = str(detail.get("to"))
+    elif action == "visit_recorded":
+        for subject in detail.get("subjects") or ():
+            family.held[(str(detail.get("visit")), subject)] = str(detail.get("held_on"))
+
+
+def _check_families(found: _Findings, conn: Connection, seen: Mapping[str, _FamilyChain]) -> None:
+    """Compare every family's rows now with what its chain recorded."""
+    rows = {row.reference: row for row in conn.execute(sa.select(families))}
+    children: dict[str, list[str]] = {}
+    for child in conn.execute(
+        sa.select(family_children.c.family, family_children.c.reference).order_by(
+            family_children.c.joined_at, family_children.c.reference
+        )
+    ):
+        children.setdefault(child.family, []).append(child.reference)
+    held: dict[str, dict[tuple[str, str], str]] = {}
+    for visit in conn.execute(
+        sa.select(visits.c.family, visits.c.name, visits.c.subject, visits.c.held_on).where(
+            visits.c.held_on.is_not(None)
+        )
+    ):
+        held.setdefault(visit.family, {})[(visit.name, visit.subject)] = visit.held_on.isoformat()
+    for reference in sorted(rows.keys() - seen.keys()):
+        found.add(
+            f"family {reference}: has a row but the log never opened it: written outside the engine"
+        )
+    for reference, family in sorted(seen.items()):
+        row = rows.get(reference)
+        if row is None:
+            found.add(
+                f"family {reference}: the log opened it ({family.opened_where}) but its row is gone"
+            )
+            continue
+        stored = (
+            row.status,
+            row.arm,
+            row.allocation_id,
+            None if row.randomised_on is None else row.randomised_on.isoformat(),
+        )
+        logged = (family.status, family.arm, family.allocation_id, family.randomised_on)
+        if stored != logged:
+            found.add(
+                f"family {reference}: its row says {_family_words(stored)}, the log says "
+                f"{_family_words(logged)} (its newest entry: {family.last_where})"
+            )
+        stored_children = children.get(reference, [])
+        if sorted(stored_children) != sorted(family.children):
+            found.add(
+                f"family {reference}: its children are {', '.join(stored_children) or 'none'}, "
+                f"the log says {', '.join(family.children) or 'none'}: changed outside the engine"
+            )
+        if held.get(reference, {}) != family.held:
+            found.add(
+                f"family {reference}: its visits held differ from the visits the log recorded: "
+                "changed outside the engine"
+            )
+
+
+def _family_words(values: tuple[str | None, ...]) -> str:
+    status, arm, allocation_id, randomised_on = values
+    return (
+        f"status {status}, arm {arm or '(none)'}, allocation {allocation_id or '(none)'}, "
+        f"randomised on {randomised_on or '(not yet)'}"
+    )

@@ -18,7 +18,13 @@ import sqlalchemy as sa
 from engine_helpers import SW, TM, Clock
 
 import nim_workflow as nw
-from nim_workflow._store._schema import audit_events, families, family_children, visit_alarms
+from nim_workflow._store._schema import (
+    audit_events,
+    families,
+    family_children,
+    visit_alarms,
+    visits,
+)
 
 CO = nw.Actor("co-1", roles={"coordinator"})
 RS = nw.Actor("rs-1", roles={"researcher"})
@@ -688,3 +694,74 @@ def test_the_log_verifies_deep_and_a_rewritten_family_entry_is_found(
     report = engine.verify_audit(deep=True)
     assert not report.ok
     assert any("family FAM-1" in problem for problem in report.problems)
+
+
+def _tamper(engine: nw.Engine, statement: sa.Executable) -> None:
+    with engine.sqlalchemy_engine.begin() as conn:
+        conn.execute(statement)
+
+
+@pytest.mark.parametrize(
+    ("statement", "words"),
+    [
+        (
+            families.update().values(arm="comparator"),
+            "family FAM-1: its row says status randomised, arm comparator, allocation BEST-1, "
+            "randomised on 2026-03-02, the log says status randomised, arm nim",
+        ),
+        (families.update().values(status="completed"), "its row says status completed"),
+        (families.update().values(allocation_id="BEST-9"), "allocation BEST-9"),
+        (families.update().values(randomised_on=D(2026, 1, 1)), "randomised on 2026-01-01"),
+        (
+            family_children.delete().where(family_children.c.reference == "FAM-1-B"),
+            "family FAM-1: its children are FAM-1-A, the log says FAM-1-A, FAM-1-B",
+        ),
+        (
+            visits.update().where(visits.c.name == "baseline").values(held_on=D(2026, 3, 25)),
+            "family FAM-1: its visits held differ from the visits the log recorded",
+        ),
+        (
+            visits.update().where(visits.c.name == "month_30").values(held_on=D(2026, 3, 25)),
+            "its visits held differ",
+        ),
+    ],
+)
+def test_a_deep_verify_finds_a_family_row_changed_outside_the_engine(
+    engine: nw.Engine, clock: Clock, statement: sa.Executable, words: str
+) -> None:
+    _allocated(engine, clock)
+    clock.now = dt.datetime(2026, 3, 30, tzinfo=dt.UTC)
+    engine.record_visit("FAM-1", "baseline", D(2026, 3, 29), RS)
+    assert engine.verify_audit(deep=True).ok
+    _tamper(engine, statement)
+    assert engine.verify_audit().ok, "only a deep verify reads the rows"
+    report = engine.verify_audit(deep=True)
+    assert [p for p in report.problems if words in p], report.problems
+
+
+def test_a_deep_verify_finds_a_family_added_or_removed_outside_the_engine(
+    engine: nw.Engine, clock: Clock
+) -> None:
+    _allocated(engine, clock)
+    engine.open_family("FAM-2", site="london", actor=SW, children=["L-1"])
+    _tamper(
+        engine,
+        families.insert().values(
+            reference="FAM-X",
+            trial="best",
+            site="london",
+            status="enrolled",
+            status_at=clock.now,
+            opened_at=clock.now,
+            updated_at=clock.now,
+            version=1,
+        ),
+    )
+    _tamper(engine, family_children.delete().where(family_children.c.family == "FAM-2"))
+    _tamper(engine, families.delete().where(families.c.reference == "FAM-2"))
+    problems = engine.verify_audit(deep=True).problems
+    assert any(
+        p.startswith("family FAM-X: has a row but the log never opened it") for p in problems
+    )
+    assert any(p.startswith("family FAM-2: the log opened it (") for p in problems)
+    assert any("but its row is gone" in p for p in problems)
