@@ -149,6 +149,16 @@ class FamilyActions:
             raise FamilyNotFound(reference)
         return row
 
+    @staticmethod
+    def _check_family_not_before(row: Any, when: dt.datetime) -> None:
+        """Refuse a family action dated before the family's newest change: history is in order."""
+        if when < row.updated_at:
+            raise InvalidInput(
+                f"family {row.reference}: {when.isoformat()} is before its newest change "
+                f"({row.updated_at.isoformat()}); history is written in order",
+                field="at",
+            )
+
     def _check_family_may(
         self: Engine,
         unit: _Unit,
@@ -355,6 +365,7 @@ class FamilyActions:
             when = self._when(given)
             trial = self._trial(row.trial)
             self._check_family_may(unit, trial, family, actor, "add_child", when)
+            self._check_family_not_before(row, when)
             child_facts = self._child_facts(trial, row.site, facts, [child])
             self._check_new_children(conn, row.site, [child])
             self._insert_children(conn, family, [child], child_facts, when)
@@ -422,6 +433,7 @@ class FamilyActions:
                     reference=family,
                     stream="family",
                 )
+            self._check_family_not_before(row, when)
             if arm not in trial.arms:
                 raise InvalidInput(
                     f"unknown arm {arm!r} of trial {trial.id!r}; its arms are "
@@ -668,12 +680,7 @@ class FamilyActions:
                     f"family {family} is {row.status}; it cannot become {status}: {how}",
                     field="status",
                 )
-            if when < row.updated_at:
-                raise InvalidInput(
-                    f"family {family}: {when.isoformat()} is before its newest change "
-                    f"({row.updated_at.isoformat()}); history is written in order",
-                    field="at",
-                )
+            self._check_family_not_before(row, when)
             conn.execute(
                 families.update()
                 .where(families.c.reference == family)
@@ -1100,6 +1107,7 @@ class FamilyActions:
                     f"family {family} is not allocated; its research visits start at allocation",
                     field="family",
                 )
+            self._check_family_not_before(row, when)
             if row.status in STOPPED:
                 raise InvalidInput(
                     f"family {family} is {row.status}: its research visits have stopped",
@@ -1161,6 +1169,7 @@ class FamilyActions:
                     stream="family",
                 )
             ids = [visit.id for visit in planned]
+            self._bump_family(conn, row, when)
             conn.execute(
                 visits.update().where(visits.c.id.in_(ids)).values(held_on=day, recorded_at=when)
             )
@@ -1264,6 +1273,23 @@ class FamilyActions:
         return rows
 
     # -- reads -------------------------------------------------------------------------------------
+
+    def _latest_family_change(self: Engine) -> tuple[str, dt.datetime] | None:
+        """Internal: the family that changed last (its row, or a visit recorded), and when."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(families.c.reference, families.c.updated_at)
+                .order_by(families.c.updated_at.desc(), families.c.reference)
+                .limit(1)
+            ).first()
+            visit = conn.execute(
+                sa.select(visits.c.family, visits.c.recorded_at)
+                .where(visits.c.recorded_at.is_not(None))
+                .order_by(visits.c.recorded_at.desc(), visits.c.family)
+                .limit(1)
+            ).first()
+        found = [(f"family {r[0]!r}", r[1]) for r in (row, visit) if r is not None]
+        return max(found, key=lambda change: change[1]) if found else None
 
     def family(self: Engine, reference: str) -> Family:
         """The family as stored; :class:`FamilyNotFound` if there is none."""

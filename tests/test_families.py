@@ -765,3 +765,21 @@ def test_a_deep_verify_finds_a_family_added_or_removed_outside_the_engine(
     )
     assert any(p.startswith("family FAM-2: the log opened it (") for p in problems)
     assert any("but its row is gone" in p for p in problems)
+
+
+def test_family_history_is_written_in_order(engine: nw.Engine, clock: Clock) -> None:
+    """An allocation, a sibling or a visit dated before the family's newest change is refused."""
+    _glasgow(engine)
+    earlier = clock.now - dt.timedelta(days=30)
+    with pytest.raises(nw.InvalidInput, match="before its newest change") as raised:
+        engine.allocate("FAM-1", arm="nim", allocation_id="BEST-1", actor=CO, at=earlier)
+    assert raised.value.field == "at"
+    with pytest.raises(nw.InvalidInput, match="before its newest change"):
+        engine.add_child("FAM-1", "FAM-1-C", actor=SW, at=earlier)
+    engine.allocate("FAM-1", arm="nim", allocation_id="BEST-1", actor=CO)
+    clock.now = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    engine.record_visit("FAM-1", "baseline", D(2026, 3, 31), RS)
+    assert engine.family("FAM-1").version == 3
+    with pytest.raises(nw.InvalidInput, match="before its newest change"):
+        engine.set_trial_status("FAM-1", "completed", CO, at=clock.now - dt.timedelta(hours=1))
+    assert engine.family("FAM-1").status == "randomised"
