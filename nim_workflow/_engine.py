@@ -1887,28 +1887,39 @@ class Engine(FamilyActions):
     ) -> ExportManifest:
         """Write the evaluator's export of every case into ``directory``; what was written.
 
-        One file per table (children, facts, stage intervals, deadlines, pauses) as ``csv`` or
-        ``parquet`` (which needs ``nim-workflow[parquet]``), a ``dictionary.csv`` describing every
-        column and a ``manifest.json`` with row counts and a SHA-256 per file. ``directory`` is
-        created if absent and refused if it is not empty. Case references are pseudonymised
-        with ``pseudonym_key`` (bytes of at least 16, or a path to the file holding them), the
-        same key giving the same pseudonyms; ``pseudonymise=False`` exports them as stored.
+        One file per table (children, facts, stage intervals, deadlines, pauses, and the
+        trial's families, allocations, visits and outcomes) as ``csv`` or ``parquet`` (which
+        needs ``nim-workflow[parquet]``), a ``dictionary.csv`` describing every column and a
+        ``manifest.json`` with row counts and a SHA-256 per file. ``directory`` is created if
+        absent and refused if it is not empty. Case, family and allocation references are
+        pseudonymised with ``pseudonym_key`` (bytes of at least 16, or a path to the file
+        holding them), the same key giving the same pseudonyms; ``pseudonymise=False`` exports
+        them as stored.
         Only the facts each case's pathway version declares are exported. ``at`` (default:
-        now) is the instant working days and days late are counted to; not before the latest
-        change to any case, since the tables hold the cases as stored now.
+        now) is the instant working days, days late and visit statuses are counted to; not
+        before the latest change to any case or family, since the tables hold them as stored
+        now.
         """
         chosen = _export.check_format(format)
         key = _export.pseudonym_key_bytes(pseudonym_key, pseudonymise)
         now = self._at(at)
-        latest = None if at is None else self._latest_change()
-        if latest is not None and latest[1] > now:
-            # The tables hold every case as stored now: counted to an earlier instant they would
-            # mix the present with the past.
-            raise InvalidInput(
-                f"at={now.isoformat()} is before the latest change (case {latest[0]!r} at "
-                f"{latest[1].isoformat()}): the export reads cases as they are stored now",
-                field="at",
-            )
+        changes: list[tuple[str, dt.datetime] | None] = []
+        if at is not None:
+            case = self._latest_change()
+            changes = [
+                None if case is None else (f"case {case[0]!r}", case[1]),
+                self._latest_family_change(),
+            ]
+        for latest in changes:
+            if latest is not None and latest[1] > now:
+                # The tables hold every case and family as stored now: counted to an earlier
+                # instant they would mix the present with the past.
+                raise InvalidInput(
+                    f"at={now.isoformat()} is before the latest change ({latest[0]} at "
+                    f"{latest[1].isoformat()}): the export reads cases and families as they "
+                    "are stored now",
+                    field="at",
+                )
         return _export.export(self, directory, chosen, key, at=now, created_at=self._now())
 
     # -- bulk reads (internal: the report and the command line's listings) ---------------------

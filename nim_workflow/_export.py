@@ -2,13 +2,15 @@
 
 The tables are data (:data:`TABLES`): each names its columns, with a type and a description, and
 a function that produces its rows from one read of the database. The files, the data dictionary
-and the manifest are all written from those definitions, so a table added later (families,
-allocations, visits) is one more :class:`Table` and nothing else.
+and the manifest are all written from those definitions, so a table added later is one more
+:class:`Table` and nothing else. The trial's tables (families, allocations, visits, outcomes;
+TRIAL.md) come from the shared bulk read of :mod:`nim_workflow._store._trial_reads`.
 
-Case references are pseudonymised with a keyed hash (HMAC-SHA256) whose key the site keeps: the
-same key gives the same pseudonyms in every export, and without it they cannot be reversed. The
-manifest names the key only by a fingerprint. Only the facts a case's pathway version declares
-are exported. Everything is written into a temporary directory beside the target and renamed
+Case references, family references and the portal's allocation ids are pseudonymised with a
+keyed hash (HMAC-SHA256) whose key the site keeps, each kind under its own prefix: the same key
+gives the same pseudonyms in every export, and without it they cannot be reversed. The manifest
+names the key only by a fingerprint. Only the facts a case's pathway version declares are
+exported. Everything is written into a temporary directory beside the target and renamed
 into place at the end, so a failure or a refusal leaves nothing behind.
 """
 
@@ -31,8 +33,12 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from nim_workflow import _validate
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._errors import InvalidInput
+from nim_workflow._families import STOPPED
 from nim_workflow._pathway._model import Pathway
 from nim_workflow._store import _reads
+from nim_workflow._store._trial_reads import PLACEMENT_FACT, TrialRead, read_trial
+from nim_workflow._trial import _visits
+from nim_workflow._trial._model import Trial
 from nim_workflow._values import ExportManifest, ExportTable, StageInterval, is_overdue
 
 if TYPE_CHECKING:
@@ -60,6 +66,9 @@ DICTIONARY = "dictionary.csv"
 #: Shorter keys are refused: a pseudonym is only as hard to reverse as its key is to guess.
 MIN_KEY_BYTES = 16
 PSEUDONYM_PREFIX = "c_"
+#: The prefixes of a family's pseudonym and of an allocation id's: same hash, another kind.
+FAMILY_PREFIX = "f_"
+ALLOCATION_PREFIX = "a_"
 _PSEUDONYM_HEX = 32
 _FINGERPRINT_LABEL = b"nim-workflow export key fingerprint v1"
 _FINGERPRINT_HEX = 16
@@ -96,16 +105,37 @@ class _Read:
     resolver: _reads.Resolver
     at: dt.datetime
     name: Callable[[str], str]
+    trial: TrialRead
+    #: A family's pseudonym (its reference, unpseudonymised), and an allocation id's.
+    family_name: Callable[[str], str]
+    allocation_name: Callable[[str], str]
+    #: The trials the engine runs, by id, and a family row's site calendar (as the engine's).
+    trials: Mapping[str, Trial]
+    family_calendar: Callable[[Any], WorkingCalendar]
+    #: Each child's family reference, by the child's case reference.
+    family_of: Mapping[str, str]
+    #: Each family's children's references, in the order they joined.
+    children_by_family: Mapping[str, list[str]]
 
     def calendar_of(self, case: Any) -> tuple[Pathway, WorkingCalendar]:
         """The case's pathway and its site's working calendar on it."""
         return self.resolver.pathway_and_calendar(case.pathway_id, case.pathway_version, case.site)
 
+    def children_of(self, family: str) -> list[str]:
+        """The family's children's references, in the order they joined."""
+        return self.children_by_family.get(family, [])
+
+    def families_in_order(self) -> list[Any]:
+        """The families in the order they were opened (not by reference: see :func:`_families`)."""
+        return sorted(self.trial.families, key=lambda row: (row.opened_at, row.reference))
+
 
 def _children(read: _Read) -> Iterator[Sequence[Any]]:
     for case in read.cases:
+        family = read.family_of.get(case.reference)
         yield (
             read.name(case.reference),
+            None if family is None else read.family_name(family),
             case.site,
             case.pathway_id,
             case.pathway_version,
@@ -196,20 +226,164 @@ def _pauses(read: _Read) -> Iterator[Sequence[Any]]:
             yield (child, row.paused_at, row.resumed_at)
 
 
+# -- the trial's tables (TRIAL.md) ---------------------------------------------------------------
+
+
+def _families(read: _Read) -> Iterator[Sequence[Any]]:
+    # In the order opened, like the cases: ordered by reference, the rows of a pseudonymised
+    # export would give away how the references sort.
+    for row in read.families_in_order():
+        calendar = read.family_calendar(row)
+        yield (
+            read.family_name(row.reference),
+            row.trial,
+            row.site,
+            row.arm,
+            row.status,
+            len(read.children_of(row.reference)),
+            calendar.local_date(row.opened_at),
+            row.randomised_on,
+        )
+
+
+def _allocations(read: _Read) -> Iterator[Sequence[Any]]:
+    allocated = [row for row in read.trial.families if row.arm is not None]
+    for row in sorted(allocated, key=lambda row: (row.allocated_at, row.reference)):
+        yield (
+            read.family_name(row.reference),
+            row.trial,
+            row.site,
+            row.arm,
+            None if row.allocation_id is None else read.allocation_name(row.allocation_id),
+            row.allocated_at,
+            row.randomised_on,
+        )
+
+
+def _visit_rows(read: _Read, family: Any, stored: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """One family's visits: in the trial's visit order, then by window, then as children joined."""
+    trial = read.trials.get(family.trial)
+    rules = {} if trial is None else {rule.name: rule for rule in trial.visits}
+    order = {name: i for i, name in enumerate(rules)}
+    joined = {ref: i for i, ref in enumerate(read.children_of(family.reference))}
+    today = read.family_calendar(family).local_date(read.at)
+    stopped = family.status in STOPPED
+    for visit in sorted(
+        stored,
+        key=lambda v: (
+            order.get(v.name, len(order)),
+            v.name,
+            v.opens_on,
+            joined.get(v.subject, -1),
+        ),
+    ):
+        rule = rules.get(visit.name)
+        if rule is not None:
+            per = str(rule.per)
+        else:  # a trial this engine no longer runs: the subject says
+            per = "family" if visit.subject == family.reference else "child"
+        subject = read.family_name(visit.subject) if per == "family" else read.name(visit.subject)
+        held = visit.held_on
+        status = _visits.status(held, visit.opens_on, visit.closes_on, today)
+        yield (
+            read.family_name(family.reference),
+            subject,
+            per,
+            visit.name,
+            visit.anchor_on,
+            visit.opens_on,
+            visit.closes_on,
+            visit.target_on,
+            held,
+            status,
+            held is not None and visit.opens_on <= held <= visit.closes_on,
+            (held - visit.closes_on).days if status == "late" and held is not None else None,
+            stopped and held is None,
+        )
+
+
+def _visits_table(read: _Read) -> Iterator[Sequence[Any]]:
+    by_family: dict[str, list[Any]] = {}
+    for visit in read.trial.visits:
+        by_family.setdefault(visit.family, []).append(visit)
+    for family in read.families_in_order():
+        yield from _visit_rows(read, family, by_family.get(family.reference, ()))
+
+
+def _date_fact(facts: Mapping[str, Any], name: str) -> dt.date | None:
+    value = facts.get(name)
+    if value is None:
+        return None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _outcomes(read: _Read) -> Iterator[Sequence[Any]]:
+    for family in read.families_in_order():
+        for child in read.children_of(family.reference):
+            case = read.trial.cases.get(child)
+            declared: Mapping[str, Any] = {}
+            stored: Mapping[str, Any] = {}
+            closed_on = None
+            if case is not None:
+                pathway, calendar = read.resolver.pathway_and_calendar(
+                    case.pathway_id, case.pathway_version, case.site
+                )
+                declared = pathway.facts
+                # Only what the case's pathway version declares leaves, as in the facts table.
+                stored = {k: v for k, v in (case.facts or {}).items() if k in declared}
+                if case.closed_at is not None:
+                    closed_on = calendar.local_date(case.closed_at)
+            entered = _date_fact(stored, "entered_care_on")
+            achieved = _date_fact(stored, "permanence_achieved_on")
+            placements: int | None = None
+            moves: int | None = None
+            if PLACEMENT_FACT in declared:
+                placements = len(read.trial.placements.get(child, []))
+                moves = read.trial.moves(child)
+            yield (
+                read.name(child),
+                read.family_name(family.reference),
+                family.arm,
+                family.site,
+                None if case is None else case.pathway_id,
+                entered,
+                stored.get("decision"),
+                achieved,
+                None if achieved is None or entered is None else (achieved - entered).days,
+                stored.get("intervention_received"),
+                placements,
+                moves,
+                closed_on,
+                None if case is None else case.outcome,
+            )
+
+
 _CHILD = Column(
     "child",
     "text",
     "The child's case: its reference pseudonymised with the site's key (c_ and 32 hex digits), "
     "or the reference itself in an export made without pseudonymisation.",
 )
+_FAMILY = Column(
+    "family",
+    "text",
+    "The trial family (sibling group): its reference pseudonymised with the site's key (f_ and "
+    "32 hex digits), or the reference itself in an export made without pseudonymisation.",
+)
+_LOCAL = "the site's local date"
 
-#: The exported tables, in the order they are written. Families, allocations and visits join
-#: here as one more Table each once the engine has them.
+#: The exported tables, in the order they are written: the cases' tables, then the trial's.
 TABLES: tuple[Table, ...] = (
     Table(
         "children",
         (
             _CHILD,
+            Column(
+                "family",
+                "text",
+                "The trial family the child belongs to, pseudonymised as in the families "
+                "table (f_ and 32 hex digits); empty for a child in no family.",
+            ),
             Column("site", "text", "The declared site that runs the case."),
             Column("pathway_id", "text", "The pathway the case runs on."),
             Column("pathway_version", "integer", "The version of that pathway the case is on."),
@@ -318,6 +492,167 @@ TABLES: tuple[Table, ...] = (
         ),
         _pauses,
     ),
+    Table(
+        "families",
+        (
+            _FAMILY,
+            Column("trial", "text", "The trial the family is in (its id, e.g. best)."),
+            Column("site", "text", "The declared site the family's children are at."),
+            Column(
+                "arm",
+                "text",
+                "The arm the trial's portal allocated (e.g. nim, comparator); empty until "
+                "allocated.",
+            ),
+            Column(
+                "status",
+                "text",
+                "The trial status as exported (enrolled, consented, randomised, "
+                "withdrawn_consent, lost_to_follow_up, completed); not the children's service "
+                "status.",
+            ),
+            Column("children", "integer", "How many children the family has."),
+            Column("opened_on", "date", f"When the family was opened: {_LOCAL}."),
+            Column(
+                "randomised_on",
+                "date",
+                f"When the allocation was recorded: {_LOCAL}; empty until allocated.",
+            ),
+        ),
+        _families,
+    ),
+    Table(
+        "allocations",
+        (
+            _FAMILY,
+            Column("trial", "text", "The trial the family is in."),
+            Column("site", "text", "The family's site (the stratum of the randomisation)."),
+            Column("arm", "text", "The arm the trial's portal allocated."),
+            Column(
+                "allocation",
+                "text",
+                "The portal's allocation id, pseudonymised with the site's key (a_ and 32 hex "
+                "digits; it identifies the family at the portal), or the id itself in an "
+                "export made without pseudonymisation.",
+            ),
+            Column("allocated_at", "timestamp", "When the allocation was recorded (UTC)."),
+            Column("randomised_on", "date", f"The same instant as {_LOCAL}."),
+        ),
+        _allocations,
+    ),
+    Table(
+        "visits",
+        (
+            _FAMILY,
+            Column(
+                "subject",
+                "text",
+                "Who the visit is for: the child (pseudonymised as child, c_) for a visit per "
+                "child, the family (as family, f_) for a visit per family.",
+            ),
+            Column("per", "text", "child or family: whom one visit is recorded for."),
+            Column("visit", "text", "The trial's visit (e.g. baseline, month_15, month_30)."),
+            Column(
+                "anchor_on",
+                "date",
+                "The date the window is counted from: the child's anchor fact (e.g. "
+                "entered_care_on) or the family's randomised_on.",
+            ),
+            Column("opens_on", "date", f"The window's first day: {_LOCAL}."),
+            Column("closes_on", "date", f"The window's last day: {_LOCAL}."),
+            Column("target_on", "date", "The visit's target date, where the trial sets one."),
+            Column("held_on", "date", "When the visit was held; empty if not (yet)."),
+            Column(
+                "status",
+                "text",
+                "On the export's as_of, the site's local date: pending (not held, window "
+                "not closed), in_window (held in it), late (held after it closed) or missed "
+                "(not held, window closed).",
+            ),
+            Column(
+                "in_window",
+                "boolean",
+                "Whether the visit was held within its window (false if not held).",
+            ),
+            Column(
+                "days_late",
+                "integer",
+                "Days from closes_on to held_on for a visit held late; empty otherwise "
+                "(a missed visit included).",
+            ),
+            Column(
+                "stopped",
+                "boolean",
+                "Not held, and the family's trial status (withdrawn_consent, "
+                "lost_to_follow_up) has stopped its research visits.",
+            ),
+        ),
+        _visits_table,
+    ),
+    Table(
+        "outcomes",
+        (
+            _CHILD,
+            _FAMILY,
+            Column("arm", "text", "The family's allocated arm; empty until allocated."),
+            Column("site", "text", "The family's site."),
+            Column(
+                "pathway",
+                "text",
+                "The pathway the child's case runs on; empty until the allocation opens it.",
+            ),
+            Column(
+                "entered_care_on",
+                "date",
+                "The entered_care_on fact: when the child entered care.",
+            ),
+            Column(
+                "permanence_decision",
+                "text",
+                "The decision fact: the permanence decision, in the nation's types (e.g. "
+                "return_home, adoption, special_guardianship, permanence_order).",
+            ),
+            Column(
+                "permanence_achieved_on",
+                "date",
+                "The permanence_achieved_on fact; empty while not achieved.",
+            ),
+            Column(
+                "days_to_permanence",
+                "integer",
+                "Days from entered_care_on to permanence_achieved_on; empty if either is "
+                "not recorded (censored: not achieved by as_of).",
+            ),
+            Column(
+                "intervention_received",
+                "text",
+                "Whether the allocated intervention was received: received, partly or "
+                "not_received; empty if not recorded.",
+            ),
+            Column(
+                "placements",
+                "integer",
+                "How many placements were recorded (each new placed_on value, from the audit "
+                "log); empty if the pathway does not declare placed_on.",
+            ),
+            Column(
+                "placement_moves",
+                "integer",
+                "Placement changes: placements less the first, never below 0.",
+            ),
+            Column(
+                "closed_on",
+                "date",
+                f"When the child's case reached a final stage: {_LOCAL}; empty while open.",
+            ),
+            Column(
+                "outcome",
+                "text",
+                "How the case closed (the closing trigger's outcome); empty while open.",
+            ),
+        ),
+        _outcomes,
+    ),
 )
 
 # -- checks at the door --------------------------------------------------------------------------
@@ -401,10 +736,29 @@ def pseudonym_key_bytes(key: object, pseudonymise: object) -> bytes | None:
     return found
 
 
-def pseudonym(key: bytes, reference: str) -> str:
-    """A case reference's pseudonym under ``key``: HMAC-SHA256, 32 hex digits, prefixed."""
+def pseudonym(key: bytes, reference: str, prefix: str = PSEUDONYM_PREFIX) -> str:
+    """A reference's pseudonym under ``key``: HMAC-SHA256, 32 hex digits, after ``prefix``.
+
+    ``prefix`` says what kind of reference it was: a case's (``c_``), a family's (``f_``) or
+    an allocation id's (``a_``).
+    """
     digest = hmac.new(key, reference.encode("utf-8"), hashlib.sha256).hexdigest()
-    return PSEUDONYM_PREFIX + digest[:_PSEUDONYM_HEX]
+    return prefix + digest[:_PSEUDONYM_HEX]
+
+
+def _namer(key: bytes | None, prefix: str) -> Callable[[str], str]:
+    """References as stored (no key), or their pseudonyms under ``key``, each worked out once."""
+    if key is None:
+        return str
+    memo: dict[str, str] = {}
+
+    def name(reference: str) -> str:
+        found = memo.get(reference)
+        if found is None:
+            found = memo[reference] = pseudonym(key, reference, prefix)
+        return found
+
+    return name
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -440,8 +794,34 @@ def _check_directory(directory: object) -> Path:
 # -- the read ------------------------------------------------------------------------------------
 
 
-def _read(engine: Engine, at: dt.datetime, name: Callable[[str], str]) -> _Read:
-    """Every case with its stays, deadlines and pauses: one statement per table."""
+def _family_calendars(engine: Engine) -> Callable[[Any], WorkingCalendar]:
+    """A family row's site calendar: the engine's for its trial and arm, else the site's own."""
+    found: dict[tuple[str, str, str | None], WorkingCalendar] = {}
+
+    def calendar(row: Any) -> WorkingCalendar:
+        key = (row.trial, row.site, row.arm)
+        cal = found.get(key)
+        if cal is None:
+            trial = engine._trials.get(row.trial)
+            if trial is not None:
+                cal = engine._family_calendar(trial, row.site, row.arm)
+            else:  # a trial this engine no longer runs: the site's declared time zone
+                site = engine._site(row.site)
+                cal = WorkingCalendar(site.calendar, site.timezone)  # type: ignore[arg-type]
+            found[key] = cal
+        return cal
+
+    return calendar
+
+
+def _read(
+    engine: Engine,
+    at: dt.datetime,
+    name: Callable[[str], str],
+    family_name: Callable[[str], str],
+    allocation_name: Callable[[str], str],
+) -> _Read:
+    """Every case with its stays, deadlines and pauses, and the trial: one statement per table."""
     with engine._snapshot() as conn:
         resolver = engine._resolver(conn)
         query, params = _reads.cases_query(None, None, False)
@@ -451,6 +831,7 @@ def _read(engine: Engine, at: dt.datetime, name: Callable[[str], str]) -> _Read:
         )
         found_deadlines = _reads.by_reference(conn.execute(_reads.ALL_DEADLINES))
         found_pauses = _reads.read_pauses(conn)
+        trial = read_trial(conn)
     return _Read(
         cases=every_case,
         histories=histories,
@@ -459,7 +840,21 @@ def _read(engine: Engine, at: dt.datetime, name: Callable[[str], str]) -> _Read:
         resolver=resolver,
         at=at,
         name=name,
+        trial=trial,
+        family_name=family_name,
+        allocation_name=allocation_name,
+        trials=engine.trials,
+        family_calendar=_family_calendars(engine),
+        family_of={child.reference: child.family for child in trial.children},
+        children_by_family=_children_by_family(trial),
     )
+
+
+def _children_by_family(trial: TrialRead) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for child in trial.children:  # ordered by family, then as each joined
+        out.setdefault(child.family, []).append(child.reference)
+    return out
 
 
 # -- the writers ---------------------------------------------------------------------------------
@@ -546,19 +941,13 @@ def export(
     from nim_workflow import __version__  # the package imports this module: read at call time
 
     target = _check_directory(directory)
-    name: Callable[[str], str]
-    if key is None:
-        name = str
-    else:
-        memo: dict[str, str] = {}
-
-        def name(reference: str) -> str:
-            found = memo.get(reference)
-            if found is None:
-                found = memo[reference] = pseudonym(key, reference)
-            return found
-
-    read = _read(engine, at, name)
+    read = _read(
+        engine,
+        at,
+        _namer(key, PSEUDONYM_PREFIX),
+        _namer(key, FAMILY_PREFIX),
+        _namer(key, ALLOCATION_PREFIX),
+    )
     suffix = "csv" if format == "csv" else "parquet"
     staging = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)

@@ -33,7 +33,17 @@ OTHER_KEY = b"another site's key, 32 bytes..."
 REFERENCES = ("LDN-1", "LDN-2", "LDN-3", "LDN-4")
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)  # a Monday; London is on GMT until 29 March
 AS_OF = T0 + dt.timedelta(days=18)  # Friday 20 March
-ALL_FILES = ("children", "facts", "stage_intervals", "deadlines", "pauses")
+ALL_FILES = (
+    "children",
+    "facts",
+    "stage_intervals",
+    "deadlines",
+    "pauses",
+    "families",
+    "allocations",
+    "visits",
+    "outcomes",
+)
 
 
 def _at(days: int, hours: int = 0) -> dt.datetime:
@@ -89,13 +99,13 @@ def _expected(child: Any, version: int) -> dict[str, list[list[str]]]:
     v = str(version)
     return {
         "children": [
-            [c1, "london", "nim-uk-england", v, "2026-03-02T09:30:00Z", "", "", "assessment",
+            [c1, "", "london", "nim-uk-england", v, "2026-03-02T09:30:00Z", "", "", "assessment",
              "false"],
-            [c2, "london", "nim-uk-england", v, "2026-03-02T10:30:00Z", "", "", "assessment",
+            [c2, "", "london", "nim-uk-england", v, "2026-03-02T10:30:00Z", "", "", "assessment",
              "false"],
-            [c3, "london", "nim-uk-england", v, "2026-03-02T11:30:00Z", "2026-03-05T09:30:00Z",
+            [c3, "", "london", "nim-uk-england", v, "2026-03-02T11:30:00Z", "2026-03-05T09:30:00Z",
              "withdrawn", "closed", "false"],
-            [c4, "london", "nim-uk-england", v, "2026-03-02T12:30:00Z", "", "", "referral",
+            [c4, "", "london", "nim-uk-england", v, "2026-03-02T12:30:00Z", "", "", "referral",
              "false"],
         ],
         "facts": [
@@ -131,6 +141,11 @@ def _expected(child: Any, version: int) -> dict[str, list[list[str]]]:
              "2026-03-17T00:00:00Z", "open", "", "4", "0"],
         ],
         "pauses": [[c1, "2026-03-04T09:30:00Z", "2026-03-06T09:30:00Z"]],
+        # No family: the trial's tables are empty (tests/test_export_trial.py fills them).
+        "families": [],
+        "allocations": [],
+        "visits": [],
+        "outcomes": [],
     }  # fmt: skip
 
 

@@ -41,10 +41,11 @@ _FACT_ACTIONS = ("opened", "transition", "fact_recorded")
 
 @dataclass(frozen=True, slots=True)
 class TrialRead:
-    """What the export and the report read of the trial, in reference order.
+    """What the export and the report read of the trial.
 
-    ``families`` are rows of ``nimwf_families``; ``children`` rows of
-    ``nimwf_family_children`` (``family``, ``reference``, ``joined_at``); ``visits`` rows of
+    ``families`` are rows of ``nimwf_families`` in reference order; ``children`` rows of
+    ``nimwf_family_children`` (``family``, ``reference``, ``joined_at``) by family, then in the
+    order they joined; ``visits`` rows of
     ``nimwf_visits``; ``cases`` maps a child's reference to its case row (``None`` before the
     allocation opens it): ``pathway_id``, ``stage``, ``opened_at``, ``closed_at``,
     ``outcome``, ``facts`` (the stored JSON). ``placements`` maps a child's reference to each
