@@ -27,8 +27,14 @@ PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", "nim-us-louisiana")
 #: The trial's comparator pathways of TRIAL.md -> the NIM pathway of the same nation and site.
 COMPARATORS = {"best-facs-glasgow": "nim-uk-scotland", "best-sau-london": "nim-uk-england"}
 ALL_IDS = (*PATHWAY_IDS, *COMPARATORS)
-#: Each file's version: the NIM files are at 3, the comparators new at 1.
-VERSIONS = {**dict.fromkeys(PATHWAY_IDS, 3), **dict.fromkeys(COMPARATORS, 1)}
+#: Each file's version: the UK NIM files are at 4 and the comparators at 2 (the trial's outcome
+#: facts, TRIAL.md); Louisiana, outside the trial, is at 3.
+VERSIONS = {
+    "nim-uk-england": 4,
+    "nim-uk-scotland": 4,
+    "nim-us-louisiana": 3,
+    **dict.fromkeys(COMPARATORS, 2),
+}
 STAGES = ("referral", "assessment", "treatment", "recommendation", "court", "closed")
 OPEN_STAGES = STAGES[:-1]
 ROLES = ("social_worker", "clinician", "team_manager", "court_officer", "coordinator")
@@ -143,8 +149,20 @@ DECISIONS = {
     "nim-uk-scotland": (*_DECISIONS, "permanence_order"),
     "nim-us-louisiana": (*_DECISIONS, "legal_guardianship"),
 }
+#: The facts the BeST? trial's evaluation needs (TRIAL.md "Outcomes and delivery"), declared by
+#: both UK NIM pathways and both comparators, not by Louisiana.
+OUTCOME_FACTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "permanence_achieved_on": ("date", ()),
+    "intervention_received": ("enum", ("received", "partly", "not_received")),
+}
+TRIAL_PATHWAY_IDS = ("nim-uk-england", "nim-uk-scotland", *COMPARATORS)
 DATE_FACTS = {
-    "nim-uk-england": ("proceedings_issued_on", "entered_care_on", "lac_review_held_on"),
+    "nim-uk-england": (
+        "proceedings_issued_on",
+        "entered_care_on",
+        "lac_review_held_on",
+        "placed_on",
+    ),
     "nim-uk-scotland": (
         "entered_care_on",
         "placed_on",
@@ -280,6 +298,19 @@ def test_every_file_loads_from_disk(path: Path) -> None:
     assert pathway.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("pathway_id", ALL_IDS)
+def test_every_earlier_version_is_archived_and_not_bundled(pathway_id: str) -> None:
+    """pathways/archive/ holds each earlier version as ``<id>.v<n>.yaml``; the bundle skips it."""
+    archived = {
+        path.name: load_pathway(path)
+        for path in (PATHWAYS_DIR / "archive").glob(f"{pathway_id}.v*.yaml")
+    }
+    assert sorted(archived) == [f"{pathway_id}.v{n}.yaml" for n in range(1, VERSIONS[pathway_id])]
+    for name, old in archived.items():
+        assert (old.id, f"{old.id}.v{old.version}.yaml") == (pathway_id, name)
+    assert bundled_pathways()[pathway_id].version == VERSIONS[pathway_id]
+
+
 def test_bundled_equals_loaded_from_disk(any_pathway: Pathway) -> None:
     """Loading through importlib.resources gives the same pathway and hash as from the file."""
     path = bundled_path(any_pathway.id)
@@ -334,10 +365,12 @@ def test_roles_and_permissions(pathway: Pathway) -> None:
 
 
 def test_facts(pathway: Pathway) -> None:
-    """The common facts and this pathway's date facts, and no others."""
+    """The common facts, this pathway's date facts and the trial's outcome facts, no others."""
     expected = dict(COMMON_FACTS)
     expected["decision"] = ("enum", DECISIONS[pathway.id])
     expected.update(dict.fromkeys(DATE_FACTS[pathway.id], ("date", ())))
+    if pathway.id in TRIAL_PATHWAY_IDS:
+        expected.update(OUTCOME_FACTS)
     actual = {name: (spec.type, spec.values) for name, spec in pathway.facts.items()}
     assert actual == expected
 
@@ -593,12 +626,13 @@ def test_comparator_roles_and_permissions(comparator: Pathway) -> None:
 
 
 def test_comparator_facts(comparator: Pathway) -> None:
-    """The shared facts as NIM declares them, the nation's decisions, and its date facts."""
+    """The shared facts as NIM declares them, the nation's decisions, its date and outcome facts."""
     expected = {
         name: spec for name, spec in COMMON_FACTS.items() if name != "treatment_review_filed"
     }
     expected["decision"] = ("enum", DECISIONS[COMPARATORS[comparator.id]])
     expected.update(dict.fromkeys(COMPARATOR_DATE_FACTS[comparator.id], ("date", ())))
+    expected.update(OUTCOME_FACTS)
     actual = {name: (spec.type, spec.values) for name, spec in comparator.facts.items()}
     assert actual == expected
 

@@ -19,9 +19,9 @@ AT = dt.datetime(2026, 3, 2, 10, tzinfo=dt.UTC)
 def _variant(tmp_path: Path, name: str, *, version: int, assessment: str) -> Path:
     """A copy of the England pathway at ``version`` with a different assessment duration."""
     text = Path(str(bundled_path("nim-uk-england"))).read_text(encoding="utf-8")
-    assert re.search(r"^version: 3\b", text, flags=re.MULTILINE)
+    assert re.search(r"^version: 4\b", text, flags=re.MULTILINE)
     assert "duration: 12 weeks" in text
-    text = re.sub(r"^version: 3\b.*$", f"version: {version}", text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"^version: 4\b.*$", f"version: {version}", text, count=1, flags=re.MULTILINE)
     text = text.replace("duration: 12 weeks", f"duration: {assessment}", 1)
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -33,7 +33,7 @@ def test_changed_content_under_a_registered_version_is_refused(db_url: str, tmp_
     with nw.Engine(db_url) as first:
         first.migrate()
         first.open_case("V-1", pathway="nim-uk-england", site="london", actor=SW, at=AT)
-    edited = _variant(tmp_path, "edited.yaml", version=3, assessment="10 weeks")
+    edited = _variant(tmp_path, "edited.yaml", version=4, assessment="10 weeks")
     with nw.Engine(db_url, pathways=[edited]) as second:
         with pytest.raises(nw.InvalidInput, match="different content"):
             second.migrate()
@@ -45,11 +45,11 @@ def test_changed_content_under_a_registered_version_is_refused(db_url: str, tmp_
 def test_a_running_case_stays_on_its_version_after_a_new_one_arrives(
     db_url: str, tmp_path: Path
 ) -> None:
-    """Cases opened on v2 keep v2's rules, even in a process that was only given v3."""
+    """Cases opened on v4 keep v4's rules, even in a process that was only given v5."""
     with nw.Engine(db_url) as first:
         first.migrate()
         first.open_case("OLD-1", pathway="nim-uk-england", site="london", actor=SW, at=AT)
-    newer = _variant(tmp_path, "v4.yaml", version=4, assessment="10 weeks")
+    newer = _variant(tmp_path, "v5.yaml", version=5, assessment="10 weeks")
     with nw.Engine(db_url, pathways=[newer]) as second:
         second.migrate()
         second.open_case("NEW-1", pathway="nim-uk-england", site="london", actor=SW, at=AT)
@@ -61,11 +61,11 @@ def test_a_running_case_stays_on_its_version_after_a_new_one_arrives(
                 facts={"consent_recorded": True},
                 at=AT + dt.timedelta(days=1),
             )
-        assert second.case("OLD-1").pathway_version == 3
-        assert second.case("NEW-1").pathway_version == 4
+        assert second.case("OLD-1").pathway_version == 4
+        assert second.case("NEW-1").pathway_version == 5
         due = {
             c: next(d for d in second.deadlines(c) if d.name == "assessment").due_on
             for c in ("OLD-1", "NEW-1")
         }
-        # Accepted Tue 3 March 2026: v2 gives 12 weeks (26 May), v3 10 weeks (12 May).
+        # Accepted Tue 3 March 2026: v4 gives 12 weeks (26 May), v5 10 weeks (12 May).
         assert due == {"OLD-1": dt.date(2026, 5, 26), "NEW-1": dt.date(2026, 5, 12)}

@@ -365,7 +365,7 @@ def test_the_cohort_mixes_versions_and_shares_instants(engine: nw.Engine) -> Non
     assert {c.site for c in every} == set(SITES)
     assert len(every) == 160
     london = [c for c in every if c.site == "london"]
-    assert {c.pathway_version for c in london} == {1, 3}
+    assert {c.pathway_version for c in london} == {1, 4}
     assert any(c.paused for c in every)
     assert any(not c.is_open for c in every)
     copies = Counter(c.opened_at for c in every)
@@ -642,7 +642,7 @@ def test_migration_0005_down_and_up_again(db_url: str) -> None:
         assert not {n for n in before if "open" in n or n.endswith("site_closed_at")}
         with bind.begin() as conn:
             _migrate.upgrade(conn)
-            assert _migrate.current_revision(conn) == _migrate.head_revision() == "0006"
+            assert _migrate.current_revision(conn) == _migrate.head_revision() == "0007"
         assert schema_diff(bind) == []
         after = _index_definitions(bind)
         assert "ix_nimwf_deadlines_status_due_at" not in after

@@ -116,7 +116,7 @@ def test_a_dry_run_lists_every_date_that_would_change_and_writes_nothing(
             "nim-uk-england", actor=COORDINATOR, reason=REASON, dry_run=True, at=utc(2026, 6, 2)
         )
         assert [(u.reference, u.from_version, u.to_version, u.applied) for u in plan] == [
-            ("LDN-U1", 1, 3, False)
+            ("LDN-U1", 1, 4, False)
         ]
         changes = {c.name: (c.due_on_before, c.due_on_after, c.change) for c in plan[0].changes}
         assert changes == {
@@ -145,7 +145,7 @@ def test_an_upgrade_recomputes_open_deadlines_under_the_new_rules_in_one_audited
         )
         assert [(u.reference, u.applied) for u in done] == [("LDN-U1", True)]
         case = engine.case("LDN-U1")
-        assert (case.pathway_version, case.stage) == (3, "referral")
+        assert (case.pathway_version, case.stage) == (4, "referral")
         assert _due(engine, "LDN-U1") == V2_DUE
         proceedings = next(d for d in engine.deadlines("LDN-U1") if d.name == "care_proceedings")
         why = proceedings.explain()
@@ -155,9 +155,9 @@ def test_an_upgrade_recomputes_open_deadlines_under_the_new_rules_in_one_audited
         assert "beginning with" in why.rule
         last = engine.audit("LDN-U1")[-1]
         assert (last.action, last.actor_id, last.reason) == ("upgraded", COORDINATOR.id, REASON)
-        assert (last.detail["from_version"], last.detail["to_version"]) == (1, 3)
+        assert (last.detail["from_version"], last.detail["to_version"]) == (1, 4)
         assert engine.verify_audit().ok
-        # Already on the newest version (3): a second run has nothing to do.
+        # Already on the newest version (4): a second run has nothing to do.
         assert engine.upgrade_cases("nim-uk-england", actor=COORDINATOR, reason=REASON) == []
         # And the upgraded case acts on the corrected rules: a new extension is up to 8 weeks.
         extended = engine.extend_deadline(
@@ -214,10 +214,62 @@ def test_louisiana_cases_gain_the_clocks_version_two_adds(
         assert "entered_care_on" in review.explain().anchor
 
 
+#: The trial's pathways, the archived version before the outcome facts, its site and the date facts
+#: a case there opens with (each starting a statutory clock).
+OUTCOME_PATHWAYS = {
+    "nim-uk-england": (3, "london", ("proceedings_issued_on", "entered_care_on")),
+    "nim-uk-scotland": (3, "glasgow", ("placed_on", "cso_made_on")),
+    "best-sau-london": (1, "london", ("proceedings_issued_on", "entered_care_on")),
+    "best-facs-glasgow": (1, "glasgow", ("placed_on", "cso_made_on")),
+}
+OUTCOMES = {
+    "permanence_achieved_on": date(2026, 3, 2),
+    "intervention_received": "partly",
+    "placed_on": date(2026, 2, 2),
+}
+
+
+@pytest.mark.parametrize("pathway", sorted(OUTCOME_PATHWAYS))
+def test_the_trial_outcome_facts_arrive_with_an_upgrade_that_moves_no_date(
+    db_url: str, clock: FakeClock, pathway: str
+) -> None:
+    """A case on the version before the outcome facts cannot record them; moved on, it can."""
+    before, site, anchors = OUTCOME_PATHWAYS[pathway]
+    old = nw.load_pathway(ARCHIVE / f"{pathway}.v{before}.yaml")
+    assert {"permanence_achieved_on", "intervention_received"}.isdisjoint(old.facts)
+    with nw.Engine(db_url, clock=clock, pathways=[old]) as engine:
+        engine.migrate()
+        engine.open_case(
+            "OUT-1",
+            pathway=pathway,
+            site=site,
+            actor=SOCIAL_WORKER,
+            at=utc(2026, 1, 5, 10),
+            facts=dict.fromkeys(anchors, date(2026, 1, 5)),
+        )
+        with pytest.raises(nw.InvalidInput, match="permanence_achieved_on"):
+            engine.record(
+                "OUT-1",
+                {"permanence_achieved_on": date(2026, 3, 2)},
+                actor=SOCIAL_WORKER,
+                at=utc(2026, 3, 2, 10),
+            )
+        due = _due(engine, "OUT-1")
+    with nw.Engine(db_url, clock=clock) as engine:
+        (done,) = engine.upgrade_cases(
+            pathway, actor=COORDINATOR, reason="trial outcomes", at=utc(2026, 3, 2, 10)
+        )
+        assert (done.from_version, done.to_version, done.dates_changed) == (before, before + 1, 0)
+        assert _due(engine, "OUT-1") == due
+        engine.record("OUT-1", OUTCOMES, actor=SOCIAL_WORKER, at=utc(2026, 3, 2, 11))
+        assert {name: engine.case("OUT-1").facts[name] for name in OUTCOMES} == OUTCOMES
+        assert engine.verify_audit().ok
+
+
 def _renamed_stage_variant(tmp_path: Path) -> Path:
-    """England at version 4 with its treatment stage renamed therapy."""
+    """England at version 5 with its treatment stage renamed therapy."""
     text = Path(str(bundled_path("nim-uk-england"))).read_text(encoding="utf-8")
-    text = re.sub(r"^version: 3\b.*$", "version: 4", text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"^version: 4\b.*$", "version: 5", text, count=1, flags=re.MULTILINE)
     for old, new in (
         ("- {id: treatment, title: Treatment}", "- {id: therapy, title: Therapy}"),
         ("to: treatment", "to: therapy"),
@@ -226,7 +278,7 @@ def _renamed_stage_variant(tmp_path: Path) -> Path:
     ):
         assert old in text, old
         text = text.replace(old, new)
-    path = tmp_path / "england-v3.yaml"
+    path = tmp_path / "england-v5.yaml"
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -277,7 +329,7 @@ def test_a_case_in_a_stage_the_new_version_lacks_is_refused_by_name_unless_mappe
                 reason=REASON,
                 stage_map={"treatment": "therapy", "treatmnet": "therapy"},
             )
-        assert engine.case("LDN-T").pathway_version == 3
+        assert engine.case("LDN-T").pathway_version == 4
         assert len(engine.audit("LDN-T")) == audit_before
 
         (done,) = engine.upgrade_cases(
@@ -293,7 +345,7 @@ def test_a_case_in_a_stage_the_new_version_lacks_is_refused_by_name_unless_mappe
             (c.name, c.due_on_after, c.change) for c in done.changes if c.name == "treatment"
         ] == [("treatment", date(2026, 8, 2), "unchanged")]
         case = engine.case("LDN-T")
-        assert (case.pathway_version, case.stage) == (4, "therapy")
+        assert (case.pathway_version, case.stage) == (5, "therapy")
         history = [(i.stage, i.trigger) for i in engine.history("LDN-T")]
         assert history[-2:] == [("treatment", "offer_treatment"), ("therapy", "upgraded")]
         moved_on = engine.fire(
@@ -371,7 +423,7 @@ def test_an_upgrade_over_the_demo_database_moves_every_running_case_and_keeps_th
                 (u.reference, u.changes) for u in done
             ]
             assert sum(u.dates_changed for u in done) > 0
-            assert all(engine.case(ref).pathway_version == 3 for ref in running)
+            assert all(engine.case(ref).pathway_version == 4 for ref in running)
         report = engine.verify_audit()
         assert report.ok, report.problems
         # Every Scotland CSO review still open now falls the day before its anniversary.
@@ -406,9 +458,9 @@ def test_an_upgrade_over_the_demo_database_moves_every_running_case_and_keeps_th
 
 
 def _without_treatment_variant(tmp_path: Path) -> Path:
-    """England at version 4 with no treatment stage: its triggers and deadline are gone."""
+    """England at version 5 with no treatment stage: its triggers and deadline are gone."""
     text = Path(str(bundled_path("nim-uk-england"))).read_text(encoding="utf-8")
-    text = re.sub(r"^version: 3\b.*$", "version: 4", text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"^version: 4\b.*$", "version: 5", text, count=1, flags=re.MULTILINE)
     blocks = (
         r"  - \{id: treatment, title: Treatment\}\n",
         r"  - trigger: offer_treatment\n(?:    .*\n)+",
@@ -440,7 +492,7 @@ def test_a_mapped_case_gets_its_new_stages_deadline_and_a_dropped_rule_stays_exp
             at=utc(2026, 4, 1, 9),
         )
         changes = {c.name: (c.due_on_before, c.due_on_after, c.change) for c in done.changes}
-        # treatment (due 2 Aug 2026) has no rule in version 4; final_report runs 4 weeks from
+        # treatment (due 2 Aug 2026) has no rule in version 5; final_report runs 4 weeks from
         # the day the case was moved into recommendation, Wed 1 Apr 2026: 29 April.
         assert changes["treatment"] == (date(2026, 8, 2), None, "cancelled")
         assert changes["final_report"] == (None, date(2026, 4, 29), "opened")
