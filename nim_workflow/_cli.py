@@ -37,6 +37,7 @@ import sqlalchemy as sa
 import nim_workflow as nw
 from nim_workflow import _checkpoint, _validate
 from nim_workflow._engine import DEFAULT_URL, ROSTER_ROLE
+from nim_workflow._families import STOPPED
 from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._model import FactSpec
 from nim_workflow._values import EventKind
@@ -372,13 +373,18 @@ def _pathway_of(engine: nw.Engine, case: nw.Case) -> nw.Pathway:
 
 def _parse_facts(pathway: nw.Pathway, items: Iterable[str]) -> dict[str, Any]:
     """``name=value`` pairs into typed values: ``true``/``false``, ISO dates, enum values."""
+    return _typed_facts(pathway.facts, items)
+
+
+def _typed_facts(specs: Mapping[str, FactSpec], items: Iterable[str]) -> dict[str, Any]:
+    """``name=value`` pairs typed by ``specs``; a name they lack stays text, for the engine."""
     facts: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
             raise click.BadParameter(f"{item!r} is not name=value", param_hint="fact")
-        spec = pathway.facts.get(name)
+        spec = specs.get(name)
         facts[name] = text if spec is None else _fact_value(spec, text.strip())
     return facts
 
@@ -1556,6 +1562,627 @@ def _audit_json(event: nw.AuditEvent) -> dict[str, Any]:
         "detail": dict(event.detail),
         "hash": event.hash,
     }
+
+
+# -- family ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def family() -> None:
+    """The trial's families: the sibling groups it randomises, their allocation and visits.
+
+    A family is opened with its children's case references; the trial's portal randomises it,
+    and `family allocate` records that result once: each child's case is opened (or moved) onto
+    the arm's pathway at the family's site and the research visits are planned. What you may do
+    to a family is the trial's permissions; to the children's cases, their pathway's. Your roles
+    come from the staff roster, which must have you at the family's site.
+    """
+
+
+#: How ``family show`` names a child whose case the allocation has still to open.
+_NOT_OPENED = "(not opened until allocation)"
+
+
+def _family_actor(
+    engine: nw.Engine, actor_id: str | None, reference: str
+) -> tuple[nw.Actor, nw.Family]:
+    """The roster member acting on a family, checked to work at its site, and the family."""
+    member = _member(engine, actor_id)
+    found = engine.family(reference)
+    _works_at(member, found.site, f"family {found.reference}")
+    return member.actor(), found
+
+
+def _trial_fact_specs(
+    engine: nw.Engine, trial_id: str, site: str, arm: str | None
+) -> dict[str, FactSpec]:
+    """The facts the trial's pathways at ``site`` declare: the arm's, or every arm's before it.
+
+    Empty for a trial or site the engine does not know, which the engine then refuses.
+    """
+    trial = engine.trials.get(trial_id)
+    if trial is None:
+        return {}
+    specs: dict[str, FactSpec] = {}
+    for name in [arm] if arm is not None else sorted(trial.arms):
+        try:
+            pathway_id = trial.pathway_for(name, site)
+        except KeyError:
+            continue
+        for fact, spec in engine.pathway(pathway_id).facts.items():
+            specs.setdefault(fact, spec)
+    return specs
+
+
+def _family_children(engine: nw.Engine, found: nw.Family) -> list[tuple[str, nw.Case | None]]:
+    """Each child's reference with its case, or ``None`` until the allocation opens it."""
+    out: list[tuple[str, nw.Case | None]] = []
+    for reference in found.cases:
+        try:
+            out.append((reference, engine.case(reference)))
+        except nw.CaseNotFound:
+            out.append((reference, None))
+    return out
+
+
+def _site_zone(engine: nw.Engine, site: str) -> ZoneInfo:
+    declared = engine.sites().get(site)
+    return ZoneInfo(declared.timezone if declared is not None else "UTC")
+
+
+def _family_json(found: nw.Family) -> dict[str, Any]:
+    return {
+        "reference": found.reference,
+        "site": found.site,
+        "trial": found.trial,
+        "arm": found.arm,
+        "allocation_id": found.allocation_id,
+        "status": found.status,
+        "children": list(found.cases),
+        "opened_at": found.opened_at,
+        "allocated_at": found.allocated_at,
+        "randomised_on": found.randomised_on,
+        "version": found.version,
+    }
+
+
+def _visit_json(visit: nw.Visit) -> dict[str, Any]:
+    return {
+        "name": visit.name,
+        "subject": visit.subject,
+        "opens_on": visit.opens_on,
+        "closes_on": visit.closes_on,
+        "target_on": visit.target_on,
+        "held_on": visit.held_on,
+        "status": visit.status,
+        "stopped": visit.stopped,
+    }
+
+
+def _family_view_json(engine: nw.Engine, found: nw.Family) -> dict[str, Any]:
+    """The family, its children (each with its case, or null) and its visits, for --json."""
+    return {
+        "family": _family_json(found),
+        "children": [
+            {"reference": reference, "case": None if item is None else _case_json(item)}
+            for reference, item in _family_children(engine, found)
+        ],
+        "visits": [_visit_json(visit) for visit in engine.visits(found.reference)],
+    }
+
+
+def _case_state(item: nw.Case) -> str:
+    if item.closed_at is not None:
+        return f"closed ({item.outcome})"
+    return "paused" if item.paused else "open"
+
+
+def _children_lines(engine: nw.Engine, found: nw.Family) -> list[str]:
+    rows: list[tuple[object, ...]] = []
+    for reference, item in _family_children(engine, found):
+        if item is None:
+            rows.append((reference, _NOT_OPENED, "", ""))
+            continue
+        definition = _pathway_of(engine, item)
+        rows.append(
+            (
+                reference,
+                f"{item.pathway_id} v{item.pathway_version}",
+                _stage_label(definition, item.stage),
+                _case_state(item),
+            )
+        )
+    return _indent(_table(("reference", "pathway", "stage", "state"), rows))
+
+
+def _visit_status(visit: nw.Visit) -> str:
+    return f"{visit.status}, stopped" if visit.stopped else visit.status
+
+
+def _visits_lines(visits: Sequence[nw.Visit], found: nw.Family) -> list[str]:
+    if not visits:
+        if found.arm is None:
+            return ["  none yet: the research visits are planned at allocation"]
+        return ["  none planned yet (a child's visits appear once their anchor date is recorded)"]
+    rows = [
+        (
+            visit.name,
+            visit.subject,
+            f"{visit.opens_on.isoformat()} to {visit.closes_on.isoformat()}",
+            visit.target_on,
+            visit.held_on,
+            _visit_status(visit),
+        )
+        for visit in visits
+    ]
+    return _indent(_table(("visit", "subject", "window", "target", "held on", "status"), rows))
+
+
+def _held_on(_ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    """``--held-on``: a date written YYYY-MM-DD."""
+    if value is None:
+        return None
+    try:
+        return _validate.date_value(value.strip(), "held_on")
+    except nw.InvalidInput as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+@family.command(
+    "open",
+    epilog=_examples(
+        "nim-workflow family open FAM-LDN-001 --site london --child LDN-2026-0001 \\",
+        "    --child LDN-2026-0002 --fact consent_recorded=true --fact entered_care_on=2026-01-02",
+    ),
+)
+@click.argument("reference")
+@click.option("--site", required=True, help="The site the family is at, e.g. london.")
+@click.option(
+    "--child",
+    "children",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A child's case reference: a case open at the site, or one the allocation will open "
+    "(repeat for each sibling).",
+)
+@click.option("--trial", "trial_id", default="best", show_default=True, help="The trial's id.")
+@_fact_option(
+    "A fact for every child's case, recorded when the allocation opens it; repeat for more."
+)
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_open(
+    ctx: click.Context,
+    reference: str,
+    site: str,
+    children: tuple[str, ...],
+    trial_id: str,
+    facts: tuple[str, ...],
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Open a family in the trial, with its children's case references, before allocation.
+
+    You act as yourself (see `staff`): you must work at --site and hold a role the trial lets
+    open a family. Exits 1 otherwise, 2 if a child is in another family already.
+    """
+    engine = _runtime(ctx).engine()
+    member = _member(engine, actor_id)
+    _declared_site(engine, site)
+    _works_at(member, site, "families")
+    opened = engine.open_family(
+        reference,
+        site=site,
+        actor=member.actor(),
+        children=list(children),
+        trial=trial_id,
+        at=at,
+        facts=_typed_facts(_trial_fact_specs(engine, trial_id, site, None), facts),
+    )
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_view_json(engine, opened))
+        return
+    _echo(
+        f"opened family {opened.reference} in trial {opened.trial} at {opened.site}: status "
+        f"{opened.status}, children {', '.join(opened.cases)} (version {opened.version})"
+    )
+
+
+@family.command(
+    "add-child",
+    epilog=_examples("nim-workflow family add-child FAM-LDN-001 LDN-2026-0007"),
+)
+@click.argument("reference", metavar="FAMILY")
+@click.argument("child")
+@_fact_option("A fact for the child's case; repeat for more.")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_add_child(
+    ctx: click.Context,
+    reference: str,
+    child: str,
+    facts: tuple[str, ...],
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """A sibling joins the family; once it is allocated, the child joins its arm too.
+
+    After allocation the child's case is opened (or moved) onto the arm's pathway and its
+    research visits planned.
+    """
+    engine = _runtime(ctx).engine()
+    actor, before = _family_actor(engine, actor_id, reference)
+    specs = _trial_fact_specs(engine, before.trial, before.site, before.arm)
+    joined = engine.add_child(
+        reference, child, actor=actor, at=at, facts=_typed_facts(specs, facts)
+    )
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_view_json(engine, joined))
+        return
+    text = f"{joined.reference}: {child} joined ({_plural(len(joined.cases), 'child', 'children')})"
+    if joined.arm is not None:
+        placed = engine.case(child)
+        text += (
+            f"; on arm {joined.arm}: {placed.pathway_id} v{placed.pathway_version}, stage "
+            f"{_stage_label(_pathway_of(engine, placed), placed.stage)}"
+        )
+    _echo(f"{text} (version {joined.version})")
+
+
+@family.command("show", epilog=_examples("nim-workflow family show FAM-LDN-001"))
+@click.argument("reference")
+@_json_option
+@click.pass_context
+def family_show(ctx: click.Context, reference: str, as_json: bool) -> None:
+    """Show a family: its trial, arm and status, its children's cases and its research visits.
+
+    Each visit shows its window, when it was held and its status today (pending, in_window,
+    late or missed), and "stopped" when the family's trial status stopped it.
+    """
+    engine = _runtime(ctx).engine()
+    found = engine.family(reference)
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_view_json(engine, found))
+        return
+    tz = _site_zone(engine, found.site)
+    if found.arm is None:
+        allocation = "arm: not allocated yet"
+    else:
+        trial = engine.trials.get(found.trial)
+        try:
+            pathway_id = "" if trial is None else f" ({trial.pathway_for(found.arm, found.site)})"
+        except KeyError:
+            pathway_id = ""
+        allocation = (
+            f"arm: {found.arm}{pathway_id}, allocation {found.allocation_id}, randomised on "
+            f"{_cell(found.randomised_on)} (recorded {_local(found.allocated_at, tz)})"
+        )
+    lines = [
+        f"{found.reference}  trial {found.trial}  site {found.site} ({tz.key})",
+        allocation,
+        f"status: {found.status} (version {found.version})",
+        f"opened: {_local(found.opened_at, tz)}",
+        "",
+        "Children",
+        *_children_lines(engine, found),
+        "",
+        "Visits",
+        *_visits_lines(engine.visits(reference), found),
+    ]
+    _echo("\n".join(lines))
+
+
+@family.command(
+    "list",
+    epilog=_examples("nim-workflow family list --site london", "nim-workflow family list --json"),
+)
+@click.option("--site", default=None, help="Only this site's families.")
+@click.option("--trial", "trial_id", default=None, help="Only this trial's families.")
+@_json_option
+@click.pass_context
+def family_list(ctx: click.Context, site: str | None, trial_id: str | None, as_json: bool) -> None:
+    """List the families: reference, site, arm, trial status and how many children."""
+    engine = _runtime(ctx).engine()
+    found = engine.families(site=site, trial=trial_id)
+    if _wants_json(ctx, as_json):
+        _echo_json([_family_json(item) for item in found])
+        return
+    if not found:
+        _echo("no families")
+        return
+    rows = [(f.reference, f.site, f.trial, f.arm, f.status, len(f.cases)) for f in found]
+    _echo(_table(("reference", "site", "trial", "arm", "status", "children"), rows))
+
+
+@family.command(
+    "allocate",
+    epilog=_examples(
+        "nim-workflow family allocate FAM-LDN-001 --arm nim --allocation-id BEST-0417",
+    ),
+)
+@click.argument("reference")
+@click.option("--arm", required=True, help="The arm the trial's portal allocated, e.g. nim.")
+@click.option(
+    "--allocation-id",
+    "allocation_id",
+    required=True,
+    metavar="ID",
+    help="The portal's allocation id, recorded with the arm.",
+)
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_allocate(
+    ctx: click.Context,
+    reference: str,
+    arm: str,
+    allocation_id: str,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Record the trial portal's allocation of a family to an arm, once.
+
+    Each child's case is opened (or moved, if still at its first stage) onto the arm's pathway
+    at the family's site, and the research visits are planned. The engine never randomises.
+    Exits 1 if the family was allocated already or you may not allocate, 2 for an unknown arm.
+    """
+    engine = _runtime(ctx).engine()
+    actor, _ = _family_actor(engine, actor_id, reference)
+    allocated = engine.allocate(reference, arm, allocation_id, actor=actor, at=at)
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_view_json(engine, allocated))
+        return
+    _echo(
+        f"{allocated.reference}: allocated to arm {allocated.arm} (allocation "
+        f"{allocated.allocation_id}), randomised on {_cell(allocated.randomised_on)}; status "
+        f"{allocated.status} (version {allocated.version})"
+    )
+    for reference_, item in _family_children(engine, allocated):
+        if item is None:  # pragma: no cover - the allocation opens every child's case
+            continue
+        _echo(
+            f"  {reference_}: {item.pathway_id} v{item.pathway_version}, stage "
+            f"{_stage_label(_pathway_of(engine, item), item.stage)}"
+        )
+    for visit in engine.visits(allocated.reference):
+        _echo(
+            f"  visit {visit.name} for {visit.subject}: {visit.opens_on.isoformat()} to "
+            f"{visit.closes_on.isoformat()}"
+        )
+
+
+def _family_cases_json(reference: str, moved: Sequence[nw.Case]) -> dict[str, Any]:
+    return {"family": reference, "cases": [_case_json(item) for item in moved]}
+
+
+@family.command(
+    "fire",
+    epilog=_examples(
+        "nim-workflow family fire FAM-LDN-001 accept_referral --actor tm-004",
+    ),
+)
+@click.argument("reference")
+@click.argument("trigger")
+@click.option("--reason", default=None, help="Why (some triggers, such as withdraw, need one).")
+@_fact_option("A fact to record first on every child's case; repeat for more.")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_fire(
+    ctx: click.Context,
+    reference: str,
+    trigger: str,
+    reason: str | None,
+    facts: tuple[str, ...],
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Fire a trigger on every open child case of the family, all or none.
+
+    Who may fire it is each child's pathway's. If any child refuses, no child moves, and the
+    refusal is audited on that child's case (exit 1).
+    """
+    engine = _runtime(ctx).engine()
+    actor, found = _family_actor(engine, actor_id, reference)
+    before = {ref: item for ref, item in _family_children(engine, found) if item is not None}
+    specs: dict[str, FactSpec] = {}
+    for item in before.values():
+        for name, spec in _pathway_of(engine, item).facts.items():
+            specs.setdefault(name, spec)
+    for name, spec in _trial_fact_specs(engine, found.trial, found.site, found.arm).items():
+        specs.setdefault(name, spec)
+    moved = engine.fire_family(
+        reference, trigger, actor=actor, facts=_typed_facts(specs, facts), reason=reason, at=at
+    )
+    if _wants_json(ctx, as_json):
+        _echo_json(
+            {
+                **_family_cases_json(reference, moved),
+                "trigger": trigger,
+                "from_stages": {item.reference: before[item.reference].stage for item in moved},
+            }
+        )
+        return
+    for item in moved:
+        definition = _pathway_of(engine, item)
+        text = (
+            f"{item.reference}: {trigger}: "
+            f"{_stage_label(definition, before[item.reference].stage)} -> "
+            f"{_stage_label(definition, item.stage)}"
+        )
+        if item.outcome is not None:
+            text += f", closed with outcome {item.outcome}"
+        _echo(f"{text} (version {item.version})")
+
+
+@family.command(
+    "pause",
+    epilog=_examples("nim-workflow family pause FAM-LDN-001 --reason 'family in hospital'"),
+)
+@click.argument("reference")
+@click.option("--reason", required=True, help="Why the clocks stop.")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_pause(
+    ctx: click.Context,
+    reference: str,
+    reason: str,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Pause every open child case not paused already, all or none.
+
+    Their stage deadlines stand still until resumed; the law's clocks run on.
+    """
+    engine = _runtime(ctx).engine()
+    actor, _ = _family_actor(engine, actor_id, reference)
+    paused = engine.pause_family(reference, actor=actor, reason=reason, at=at)
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_cases_json(reference, paused))
+        return
+    _echo(
+        f"{reference}: paused {', '.join(item.reference for item in paused)}; their stage "
+        "deadlines stand still (statutory clocks run on)"
+    )
+
+
+@family.command("resume", epilog=_examples("nim-workflow family resume FAM-LDN-001"))
+@click.argument("reference")
+@click.option("--reason", default=None, help="Why the clocks restart (optional).")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_resume(
+    ctx: click.Context,
+    reference: str,
+    reason: str | None,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Resume every paused child case, all or none; prints the open deadlines' new due dates."""
+    engine = _runtime(ctx).engine()
+    actor, _ = _family_actor(engine, actor_id, reference)
+    resumed = engine.resume_family(reference, actor=actor, at=at, reason=reason)
+    if _wants_json(ctx, as_json):
+        _echo_json(_family_cases_json(reference, resumed))
+        return
+    for item in resumed:
+        _echo(f"{item.reference}: resumed")
+        for deadline in engine.deadlines(item.reference):
+            if deadline.status == "open":
+                _echo(f"  {deadline.name} now due on {deadline.due_on.isoformat()}")
+
+
+@family.command(
+    "status",
+    epilog=_examples(
+        "nim-workflow family status FAM-LDN-001 consented",
+        "nim-workflow family status FAM-LDN-001 withdrawn_consent --reason 'parents withdrew'",
+    ),
+)
+@click.argument("reference")
+@click.argument("status")
+@click.option("--reason", default=None, help="Why, for the audit log.")
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_status(
+    ctx: click.Context,
+    reference: str,
+    status: str,
+    reason: str | None,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Change the family's trial status (never its children's service status).
+
+    withdrawn_consent and lost_to_follow_up stop the research visits (their reminders are
+    cancelled); the children's cases run on either way. randomised is set by the allocation.
+    """
+    engine = _runtime(ctx).engine()
+    actor, before = _family_actor(engine, actor_id, reference)
+    after = engine.set_trial_status(reference, status, actor=actor, at=at, reason=reason)
+    changed = after.version != before.version
+    if _wants_json(ctx, as_json):
+        _echo_json({**_family_json(after), "previous_status": before.status, "changed": changed})
+        return
+    if not changed:
+        _echo(f"{reference}: already {after.status}; nothing changed")
+        return
+    text = f"{reference}: trial status {before.status} -> {after.status} (version {after.version})"
+    if after.status in STOPPED:
+        text += "; research visits stopped, the children's cases run on"
+    _echo(text)
+
+
+@family.command(
+    "visit",
+    epilog=_examples(
+        "nim-workflow family visit FAM-LDN-001 baseline --held-on 2026-02-10 --child LDN-2026-0001",
+        "nim-workflow family visit FAM-LDN-001 month_30 --held-on 2028-07-01",
+    ),
+)
+@click.argument("reference")
+@click.argument("name")
+@click.option(
+    "--held-on",
+    "held_on",
+    required=True,
+    metavar="DATE",
+    callback=_held_on,
+    help="The date the visit was held, YYYY-MM-DD.",
+)
+@click.option(
+    "--child",
+    default=None,
+    metavar="REF",
+    help="For a visit per child: only this child (default: every child with its window planned).",
+)
+@_at_option(_AT_ACTION)
+@_acting_options
+@_json_option
+@click.pass_context
+def family_visit(
+    ctx: click.Context,
+    reference: str,
+    name: str,
+    held_on: dt.date,
+    child: str | None,
+    at: dt.datetime | None,
+    actor_id: str | None,
+    as_json: bool,
+) -> None:
+    """Record that a research visit was held; one after its window closes is marked late.
+
+    Exits 1 if the date is before the window opens or you may not record visits, 2 if the
+    family is not allocated, the visit was recorded already, or the trial status stopped visits.
+    """
+    engine = _runtime(ctx).engine()
+    actor, _ = _family_actor(engine, actor_id, reference)
+    recorded = engine.record_visit(reference, name, held_on, actor=actor, at=at, child=child)
+    if _wants_json(ctx, as_json):
+        _echo_json([_visit_json(visit) for visit in recorded])
+        return
+    subjects = ", ".join(f"{visit.subject} {visit.status}" for visit in recorded)
+    _echo(f"{reference}: {name} held on {held_on.isoformat()}: {subjects}")
 
 
 # -- staff ----------------------------------------------------------------------------------------

@@ -244,10 +244,10 @@ def test_pathway_validate_accepts_the_bundled_files() -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == len(BUNDLED)
-    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v3" in lines
+    assert f"ok {ROOT / 'pathways' / 'nim-uk-england.yaml'}: nim-uk-england v4" in lines
     # The BeST? trial's comparator pathways (TRIAL.md) are bundled beside the NIM ones.
-    assert f"ok {ROOT / 'pathways' / 'best-facs-glasgow.yaml'}: best-facs-glasgow v1" in lines
-    assert f"ok {ROOT / 'pathways' / 'best-sau-london.yaml'}: best-sau-london v1" in lines
+    assert f"ok {ROOT / 'pathways' / 'best-facs-glasgow.yaml'}: best-facs-glasgow v2" in lines
+    assert f"ok {ROOT / 'pathways' / 'best-sau-london.yaml'}: best-sau-london v2" in lines
 
 
 def test_pathway_validate_names_file_line_and_field() -> None:
@@ -319,7 +319,7 @@ def test_case_open_reports_the_stage_and_stores_typed_facts(run: Run, db: str) -
     """`case open` opens the case in the first stage with its facts converted to their types."""
     result = _open(run)
     assert result.stdout == (
-        "opened LDN-1 on nim-uk-england v3 at london: stage Referral (version 1)\n"
+        "opened LDN-1 on nim-uk-england v4 at london: stage Referral (version 1)\n"
     )
     opened = _case(db)
     assert opened.facts == {"consent_recorded": True}
@@ -860,14 +860,14 @@ def test_case_upgrade_dry_run_lists_changes_then_the_upgrade_applies_them(
     dry = run(*args, "--dry-run", "--at", "2026-02-01", *COORDINATOR)
     assert dry.stdout.splitlines() == [
         "nim-uk-england: would move 1 case(s); 1 due date(s) change",
-        "LDN-OLD: v1 -> v3, referral",
+        "LDN-OLD: v1 -> v4, referral",
         "  care_proceedings #1: 2026-07-06 -> 2026-07-05 (moved)",
     ]
     assert _case(db, "LDN-OLD").pathway_version == 1
     done = run(*args, "--at", "2026-02-01", "--json", *COORDINATOR)
     (upgrade,) = json.loads(done.stdout)
-    assert (upgrade["reference"], upgrade["applied"], upgrade["to_version"]) == ("LDN-OLD", True, 3)
-    assert _case(db, "LDN-OLD").pathway_version == 3
+    assert (upgrade["reference"], upgrade["applied"], upgrade["to_version"]) == ("LDN-OLD", True, 4)
+    assert _case(db, "LDN-OLD").pathway_version == 4
     assert {d.name: d.due_on for d in _deadlines(db, "LDN-OLD")}["care_proceedings"] == dt.date(
         2026, 7, 5
     )
@@ -902,7 +902,7 @@ def test_case_show_prints_timeline_deadlines_pauses_and_audit(run: Run) -> None:
     )
     run("case", "pause", "LDN-1", "--reason", "hospital", "--at", "2026-01-13", *COORDINATOR)
     out = run("case", "show", "LDN-1", "--at", "2026-02-02").stdout
-    assert out.startswith("LDN-1  nim-uk-england v3  site london (Europe/London)\n")
+    assert out.startswith("LDN-1  nim-uk-england v4  site london (Europe/London)\n")
     assert "stage: Assessment since 2026-01-08 12:00 GMT (version 4)" in out
     assert "paused since 2026-01-13 12:00 GMT" in out
     assert "Referral    2026-01-05 12:00 GMT  2026-01-08 12:00 GMT  3" in out
@@ -1456,6 +1456,22 @@ def _json_calls(tmp_path: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]
         (("case", "show"), ("LDN-9",)),
         (("case", "upgrade"), ("--pathway", "nim-uk-england", "--reason", "check", "--dry-run",
                                *COORDINATOR)),
+        (("family", "open"), ("FAM-9", "--site", "london", "--child", "LDN-9", "--child", "LDN-8",
+                              "--fact", "consent_recorded=true", "--at", "2026-01-09T16:00Z",
+                              *SW)),
+        (("family", "add-child"), ("FAM-9", "LDN-7", "--at", "2026-01-09T16:00Z", *SW)),
+        (("family", "show"), ("FAM-9",)),
+        (("family", "list"), ()),
+        (("family", "allocate"), ("FAM-9", "--arm", "nim", "--allocation-id", "BEST-9",
+                                  "--at", "2026-01-10", *COORDINATOR)),
+        (("family", "pause"), ("FAM-9", "--reason", "hospital", "--at", "2026-01-11",
+                               *COORDINATOR)),
+        (("family", "resume"), ("FAM-9", "--at", "2026-01-12", *COORDINATOR)),
+        (("family", "fire"), ("FAM-9", "withdraw", "--reason", "moved away",
+                              "--at", "2026-01-13", *TM)),
+        (("family", "visit"), ("FAM-9", "baseline", "--child", "LDN-9", "--held-on",
+                               "2026-02-10", "--at", "2026-02-10", *COORDINATOR)),
+        (("family", "status"), ("FAM-9", "completed", "--at", "2026-02-11", *COORDINATOR)),
         (("cases",), ()),
         (("caseload",), ()),
         (("due",), ()),
