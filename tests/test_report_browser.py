@@ -382,3 +382,93 @@ def test_tables_sort_filter_and_download_csv_in_chromium(demo: DemoResult, tmp_p
     # A value with a formula start, a comma and quotes: defused, then quoted (RFC 4180).
     hostile = out["csvHostile"].split("\r\n")[1]
     assert hostile.startswith('"\'=cmd|""a,b"""' + ",")
+
+
+#: Appended to a trial report: reads the trial section, sorts its time-to-permanence table.
+_TRIAL_PROBE = """
+<pre id="results"></pre>
+<script>
+(async function () {
+  const out = {};
+  const blobs = [];
+  URL.createObjectURL = function (blob) { blobs.push(blob); return "blob:captured"; };
+  URL.revokeObjectURL = function () {};
+  HTMLAnchorElement.prototype.click = function () {};
+  try {
+    const section = document.getElementById("trial-best-glasgow");
+    out.section = section !== null;
+    const svg = section.querySelector("svg.km-chart");
+    out.svgWidth = svg ? svg.getBoundingClientRect().width : 0;
+    out.curves = Array.from(section.querySelectorAll("path.km-curve")).map((p) => p.dataset.arm);
+    out.curveLengths = Array.from(section.querySelectorAll("path.km-curve")).map(
+      (p) => p.getTotalLength());
+    out.tables = Array.from(section.querySelectorAll("table.data")).map((t) => t.id);
+    const table = document.getElementById("trial-best-permanence-glasgow");
+    const block = table.closest(".table-block");
+    out.toolsHidden = block.querySelector(".table-tools").hidden;
+    const headers = Array.from(table.tHead.rows[0].cells);
+    const column = (key) => headers.findIndex((th) => th.dataset.key === key);
+    const arms = () => Array.from(table.tBodies[0].rows).map((row) => row.dataset.arm);
+    const sortBy = (key) => headers[column(key)].querySelector("button.sort").click();
+    out.initial = arms();
+    sortBy("median_days");
+    out.ascending = arms();
+    out.aria = headers[column("median_days")].getAttribute("aria-sort");
+    sortBy("median_days");
+    out.descending = arms();
+    block.querySelector(".table-csv").click();
+    out.csv = await blobs[0].text();
+  } catch (error) {
+    out.error = String((error && error.stack) || error);
+  }
+  document.getElementById("results").textContent = JSON.stringify(out);
+})();
+</script>
+"""
+
+
+def test_trial_section_draws_curves_and_sorts_in_chromium(tmp_path: Path) -> None:
+    """The trial section in Chromium: a curve per arm in the inline SVG, its tables sort."""
+    from test_report_trial import NOW, _build_trial
+
+    from nim_workflow._report import build_report
+    from nim_workflow._report._trial import read_trials, trial_view
+
+    browser = _chromium()
+    with nw.Engine("sqlite://", clock=lambda: NOW) as engine:
+        engine.migrate()
+        _build_trial(engine)
+        html = build_report(engine)
+        (data,) = read_trials(engine, at=NOW)["glasgow"]
+    model = {t.id: t for t in trial_view(data).tables}["trial-best-permanence-glasgow"]
+    page = tmp_path / "trial.html"
+    page.write_text(html.replace("</body>", _TRIAL_PROBE + "</body>"), encoding="utf-8")
+    done = _run_chromium(
+        browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    parser = _Results()
+    parser.feed(done.stdout)
+    parser.close()
+    assert parser.text, "the probe wrote no results: " + done.stderr[-2000:]
+    out = json.loads(parser.text)
+    assert "error" not in out, out.get("error")
+    assert out["section"] is True
+    assert out["svgWidth"] > 300
+    assert out["curves"] == ["New Orleans Intervention Model", "Services as usual"]
+    assert all(length > 100 for length in out["curveLengths"])
+    assert out["tables"] == [
+        "trial-best-enrolment-glasgow",
+        "trial-best-visits-glasgow",
+        "trial-best-delivery-glasgow",
+        "trial-best-moves-glasgow",
+        "trial-best-permanence-glasgow",
+        "trial-best-at-risk-glasgow",
+    ]
+    assert out["toolsHidden"] is False
+    # Medians: nim 365 days, comparator 90: sorted as numbers both ways.
+    assert out["initial"] == ["nim", "comparator"]
+    assert out["ascending"] == ["comparator", "nim"]
+    assert out["aria"] == "ascending"
+    assert out["descending"] == ["nim", "comparator"]
+    assert out["csv"] == model.to_csv()

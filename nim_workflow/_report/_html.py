@@ -38,12 +38,19 @@ from nim_workflow._report._summary import (
     summarize,
 )
 from nim_workflow._report._tables import SITE_TABLES, Labels, SiteData, Table, rule_label
+from nim_workflow._report._trial import TrialData, TrialView, trial_view
 
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine
     from nim_workflow._pathway._model import Pathway
 
-__all__ = ["TIMELINE_ROWS", "SiteView", "build_report", "render_report", "site_views"]
+__all__ = [
+    "TIMELINE_ROWS",
+    "SiteView",
+    "build_report",
+    "render_report",
+    "site_views",
+]
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 STAGE_COLOURS: Mapping[str, str] = {
@@ -942,7 +949,16 @@ class SiteView:
     legend: tuple[LegendItem, ...]
     trends: MonthChart | None
     stages: MonthChart | None
+    #: Every table of the site's section: those of its cases, then those of its trials.
     tables: tuple[Table, ...]
+    #: The site's trial section: one view per trial with families at the site (none: no section).
+    trials: tuple[TrialView, ...] = ()
+
+    @property
+    def case_tables(self) -> tuple[Table, ...]:
+        """The tables of the site's cases (:data:`SITE_TABLES`), drawn before its trials'."""
+        theirs = {table.id for trial in self.trials for table in trial.tables}
+        return tuple(table for table in self.tables if table.id not in theirs)
 
 
 def _zone(name: str) -> dt.tzinfo:
@@ -952,12 +968,19 @@ def _zone(name: str) -> dt.tzinfo:
         return dt.UTC
 
 
-def site_views(summary: Summary, pathways: Iterable[Pathway]) -> tuple[SiteView, ...]:
+def site_views(
+    summary: Summary,
+    pathways: Iterable[Pathway],
+    trials: Mapping[str, Sequence[TrialData]] | None = None,
+) -> tuple[SiteView, ...]:
     """Lay out every site's section: its charts, its timeline and its tables.
 
     ``pathways`` are those the summary's cases run on: their stage titles label the page and
-    their time zones set the months.
+    their time zones set the months. ``trials`` are the trials with families at each site
+    (:func:`~nim_workflow._report._trial.trial_sites`; default: the summary's own,
+    :attr:`Summary.trials`): a site with some has a trial section.
     """
+    trials = summary.trials if trials is None else trials
     used = list(pathways)
     stage_order: list[str] = []
     titles: dict[str, str] = {}
@@ -981,6 +1004,7 @@ def site_views(summary: Summary, pathways: Iterable[Pathway]) -> tuple[SiteView,
         site_stages = [item.stage for item in legend] or stage_order
         months = site_months(site, zones, site_stages, summary.at)
         drawn = attention_order(site.timelines)[:TIMELINE_ROWS]
+        site_trials = tuple(trial_view(found) for found in trials.get(site.site, ()))
         data = SiteData(
             summary=summary, site=site, months=months, labels=labels, stage_order=site_stages
         )
@@ -993,16 +1017,27 @@ def site_views(summary: Summary, pathways: Iterable[Pathway]) -> tuple[SiteView,
                 legend=tuple(legend),
                 trends=layout_trends(months),
                 stages=layout_stage_months(months, stage_order, titles),
-                tables=tuple(make(data) for make in SITE_TABLES),
+                tables=(
+                    *(make(data) for make in SITE_TABLES),
+                    *(table for view in site_trials for table in view.tables),
+                ),
+                trials=site_trials,
             )
         )
     return tuple(sites)
 
 
-def render_report(summary: Summary, pathways: Iterable[Pathway]) -> str:
-    """Render a summary and the diagrams of ``pathways`` as the report's HTML."""
+def render_report(
+    summary: Summary,
+    pathways: Iterable[Pathway],
+    trials: Mapping[str, Sequence[TrialData]] | None = None,
+) -> str:
+    """Render a summary and the diagrams of ``pathways`` as the report's HTML.
+
+    ``trials`` (by site; default: the summary's own) add each site's trial section.
+    """
     used = list(pathways)
-    sites = site_views(summary, used)
+    sites = site_views(summary, used, trials)
     import nim_workflow  # the package's version, read when rendering: __init__ may import us
 
     template = _environment().get_template("report.html.j2")
@@ -1028,5 +1063,5 @@ def build_report(engine: Engine, *, site: str | None = None, at: dt.datetime | N
     when = engine.now() if at is None else at
     if not isinstance(when, dt.datetime) or when.utcoffset() is None:
         raise InvalidInput("build_report needs a timezone-aware datetime for at", field="at")
-    summary = summarize(engine, site=site, at=when)
+    summary = summarize(engine, site=site, at=when, trials=True)
     return render_report(summary, [engine.pathway(pid) for pid in summary.pathway_ids])

@@ -20,7 +20,8 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from nim_workflow import _validate
@@ -29,6 +30,7 @@ from nim_workflow._values import is_overdue
 
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine
+    from nim_workflow._report._trial import TrialData
     from nim_workflow._store._reads import SiteRead, Stay
 
 __all__ = [
@@ -263,23 +265,35 @@ class SiteSummary:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Summary:
-    """The coordinator's view of every site (or one), as of ``at``."""
+    """The coordinator's view of every site (or one), as of ``at``.
+
+    ``trials`` holds, by site, the trials with families there (read only when ``summarize`` is
+    asked for them): each site's trial section of the report.
+    """
 
     at: dt.datetime
     sites: tuple[SiteSummary, ...]
     pathway_ids: tuple[str, ...]
     due_soon_days: int = DUE_SOON_DAYS
+    trials: Mapping[str, tuple[TrialData, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 # -- building the summary -------------------------------------------------------------------------
 
 
-def summarize(engine: Engine, *, site: str | None = None, at: dt.datetime) -> Summary:
+def summarize(
+    engine: Engine, *, site: str | None = None, at: dt.datetime, trials: bool = False
+) -> Summary:
     """Summarise every site (or only ``site``) as of the aware instant ``at``.
 
     ``at`` is the moment the view is taken: days in stage run up to it, and the overdue and
     due-soon lists are measured from it. The cases are read as they are stored now, so ``at`` is
-    normally the engine's present (the simulated present in the demo).
+    normally the engine's present (the simulated present in the demo). With ``trials``, the
+    trials' families are read too (one more bulk read, :func:`~nim_workflow._report._trial.
+    read_trials`) into :attr:`Summary.trials`, and a site with families but no case yet is
+    summarised (empty) so that its trial section has a place.
     """
     if not isinstance(at, dt.datetime) or at.utcoffset() is None:
         raise InvalidInput("summarize needs a timezone-aware datetime for at", field="at")
@@ -287,9 +301,17 @@ def summarize(engine: Engine, *, site: str | None = None, at: dt.datetime) -> Su
     _validate.optional_lookup(site, "site")
     horizon = at + dt.timedelta(days=DUE_SOON_DAYS)
     reads = engine._bulk_sites(site, at=at, until=horizon)
+    found: Mapping[str, tuple[TrialData, ...]] = MappingProxyType({})
+    if trials:
+        from nim_workflow._report._trial import read_trials  # the trial section imports us
+        from nim_workflow._store._reads import SiteRead
+
+        found = MappingProxyType(read_trials(engine, site=site, at=at))
+        empty = SiteRead(cases=(), history={}, deadlines={}, pauses={}, open_deadlines=())
+        reads = {**dict.fromkeys(found, empty), **reads}
     summaries = tuple(_site_summary(engine, name, reads[name], at) for name in sorted(reads))
     pathway_ids = tuple(sorted({pid for s in summaries for pid in s.pathway_ids}))
-    return Summary(at=at, sites=summaries, pathway_ids=pathway_ids)
+    return Summary(at=at, sites=summaries, pathway_ids=pathway_ids, trials=found)
 
 
 def _site_summary(engine: Engine, site: str, read: SiteRead, at: dt.datetime) -> SiteSummary:
