@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from nim_workflow import _validate
 from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._errors import InvalidInput
-from nim_workflow._families import STOPPED
 from nim_workflow._pathway._model import Pathway
 from nim_workflow._store import _reads
 from nim_workflow._store._trial_reads import PLACEMENT_FACT, TrialRead, read_trial
@@ -266,8 +265,9 @@ def _visit_rows(read: _Read, family: Any, stored: Sequence[Any]) -> Iterator[Seq
     rules = {} if trial is None else {rule.name: rule for rule in trial.visits}
     order = {name: i for i, name in enumerate(rules)}
     joined = {ref: i for i, ref in enumerate(read.children_of(family.reference))}
-    today = read.family_calendar(family).local_date(read.at)
-    stopped = family.status in STOPPED
+    calendar = read.family_calendar(family)
+    today = calendar.local_date(read.at)
+    status_on = calendar.local_date(family.status_at)
     for visit in sorted(
         stored,
         key=lambda v: (
@@ -298,7 +298,7 @@ def _visit_rows(read: _Read, family: Any, stored: Sequence[Any]) -> Iterator[Seq
             status,
             held is not None and visit.opens_on <= held <= visit.closes_on,
             (held - visit.closes_on).days if status == "late" and held is not None else None,
-            stopped and held is None,
+            _visits.stopped(held, visit.closes_on, family.status, status_on),
         )
 
 

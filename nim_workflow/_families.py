@@ -64,7 +64,7 @@ __all__ = ["STOPPED", "FamilyActions"]
 
 #: Trial statuses that stop research visits (TRIAL.md): their reminders are cancelled and no
 #: visit is recorded while the family holds one.
-STOPPED = frozenset({"withdrawn_consent", "lost_to_follow_up"})
+STOPPED = _visits.STOPPED
 #: Statuses a family may be moved into by ``set_trial_status``, from the statuses listed.
 #: ``randomised`` is the allocation's; a family lost to follow-up and found again returns to it.
 _STATUS_FROM: Mapping[str, frozenset[str]] = {
@@ -1339,8 +1339,9 @@ class FamilyActions:
         if trial is None or row.arm is None:
             return []
         order = {rule.name: i for i, rule in enumerate(trial.visits)}
-        today = self._family_calendar(trial, row.site, row.arm).local_date(when)
-        stopped = row.status in STOPPED
+        calendar = self._family_calendar(trial, row.site, row.arm)
+        today = calendar.local_date(when)
+        status_on = calendar.local_date(row.status_at)
         out = [
             Visit(
                 name=visit.name,
@@ -1351,7 +1352,7 @@ class FamilyActions:
                 held_on=visit.held_on,
                 status=_visits.status(visit.held_on, visit.opens_on, visit.closes_on, today),
                 target_on=visit.target_on,
-                stopped=stopped and visit.held_on is None,
+                stopped=_visits.stopped(visit.held_on, visit.closes_on, row.status, status_on),
             )
             for visit in stored
         ]

@@ -180,9 +180,10 @@ def _expected(
              "", "pending", "false", "", "false"],
             [l1, l1, "family", "month_30", "2026-01-05", "2028-05-05", "2028-09-05", "2028-07-05",
              "", "pending", "false", "", "false"],
-            # Withdrawn consent: nothing not held goes ahead; baseline closed 9 February unheld.
+            # Withdrawn consent on 16 February stops what was still to come; the baseline had
+            # closed unheld on 9 February before it: missed, not stopped.
             [g1, g, "child", "baseline", "2025-11-03", "2025-12-01", "2026-02-09", "", "",
-             "missed", "false", "", "true"],
+             "missed", "false", "", "false"],
             [g1, g, "child", "month_15", "2025-11-03", "2027-01-03", "2027-03-03", "2027-02-03",
              "", "pending", "false", "", "true"],
             [g1, g1, "family", "month_30", "2026-01-05", "2028-05-05", "2028-09-05", "2028-07-05",

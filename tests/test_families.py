@@ -783,3 +783,19 @@ def test_family_history_is_written_in_order(engine: nw.Engine, clock: Clock) -> 
     with pytest.raises(nw.InvalidInput, match="before its newest change"):
         engine.set_trial_status("FAM-1", "completed", CO, at=clock.now - dt.timedelta(hours=1))
     assert engine.family("FAM-1").status == "randomised"
+
+
+def test_a_withdrawal_stops_only_the_visits_whose_window_had_not_closed(
+    engine: nw.Engine, clock: Clock
+) -> None:
+    """Baseline closed unheld on 29 May: missed, not stopped by a withdrawal in June."""
+    _allocated(engine, clock)
+    clock.now = dt.datetime(2026, 6, 10, 12, tzinfo=dt.UTC)
+    engine.set_trial_status("FAM-1", "withdrawn_consent", CO, reason="parents withdrew")
+    clock.now = dt.datetime(2029, 1, 1, tzinfo=dt.UTC)
+    visits = {v.name: (v.status, v.stopped) for v in engine.visits("FAM-1")}
+    assert visits == {
+        "baseline": ("missed", False),
+        "month_15": ("missed", True),
+        "month_30": ("missed", True),
+    }

@@ -15,7 +15,10 @@ from nim_workflow._calendar import WorkingCalendar
 from nim_workflow._trial._model import VisitRule
 from nim_workflow._values import VisitStatus
 
-__all__ = ["PlannedVisit", "plan", "reminders", "status"]
+__all__ = ["STOPPED", "PlannedVisit", "plan", "reminders", "status", "stopped"]
+
+#: Trial statuses that stop research visits (TRIAL.md): withdrawing consent, lost to follow-up.
+STOPPED = frozenset({"withdrawn_consent", "lost_to_follow_up"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +71,14 @@ def status(
     if held_on is not None:
         return "in_window" if held_on <= closes_on else "late"
     return "pending" if today <= closes_on else "missed"
+
+
+def stopped(
+    held_on: dt.date | None, closes_on: dt.date, family_status: str, status_on: dt.date
+) -> bool:
+    """Whether the family's trial status stopped this visit before it was held.
+
+    Only a visit whose window had not closed by ``status_on`` (the site's date the family took
+    its status) was stopped by it; one whose window had closed unheld before was missed.
+    """
+    return held_on is None and family_status in STOPPED and closes_on >= status_on
