@@ -203,6 +203,10 @@ def test_embedding_guide_code_runs_twice_as_one_session(tmp_path: Path) -> None:
     assert "('treatment_review_filed',)" in output
     assert "care_proceedings 2026-10-08 1" in output
     assert "fact 'child_name' is not declared by pathway nim-uk-england" in output
+    assert "enrolled None" in output
+    assert "nim ['nim-uk-england', 'nim-uk-england']" in output
+    assert "baseline LDN-2026-0101 True in_window" in output
+    assert "baseline LDN-2026-0102 True in_window" in output
 
 
 def test_pathway_authoring_small_pathway_runs_twice(tmp_path: Path) -> None:
