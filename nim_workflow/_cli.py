@@ -646,7 +646,7 @@ def demo(ctx: click.Context, url: str, html: str, as_json: bool) -> None:
     With --json: the summary's counts, what the demo did, and where its files are.
     """
     with _optional_part("the demo"):
-        from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, run_demo
+        from nim_workflow._demo import FALLBACK_OPERATOR, OPERATOR_ROLES, format_trial, run_demo
         from nim_workflow._report import format_summary
     with ExitStack() as stack:
         bars: list[Any] = []
@@ -687,6 +687,9 @@ def demo(ctx: click.Context, url: str, html: str, as_json: bool) -> None:
         )
         return
     _echo(format_summary(result.summary))
+    trial = format_trial(result.counts)
+    if trial:
+        _echo(trial, nl=False)
     who = f"--actor {result.operator}" if fallback else "you"
     _echo(
         f"staff roster: {result.operator} ({who}) is {' and '.join(sorted(OPERATOR_ROLES))} "

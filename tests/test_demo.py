@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+import hashlib
+import json
 import os
 import re
 import sqlite3
@@ -30,6 +32,7 @@ from nim_workflow._demo import (
     DemoResult,
     _claim,
     demo_start,
+    format_trial,
     run_demo,
 )
 from nim_workflow._report import format_summary
@@ -39,9 +42,17 @@ SITES = {
     "glasgow": "nim-uk-scotland",
     "jefferson-parish": "nim-us-louisiana",
 }
+#: The BeST? trial's arms at its two UK sites (trials/best.yaml); Louisiana is outside the trial.
+ARMS = {
+    "london": {"nim": "nim-uk-england", "comparator": "best-sau-london"},
+    "glasgow": {"nim": "nim-uk-scotland", "comparator": "best-facs-glasgow"},
+}
+#: The portal's block size the demo stands in for: arms balanced to within half a block per site.
+BLOCK = 4
 OPEN_STAGES = ("referral", "assessment", "treatment", "recommendation", "court")
 REFERENCE = re.compile(r"^(LDN|GLA|JEF)-20(25|26)-\d{4}$|^LDN-DEMO-0001$")
-STAFF = re.compile(r"^(lon|gla|jef)-(sw|cl|tm|co|pc)-\d$")
+FAMILY = re.compile(r"^(LDN|GLA)-FAM-\d{3}$")
+STAFF = re.compile(r"^(lon|gla|jef)-(sw|cl|tm|co|pc)-\d$|^(lon|gla)-rs-1$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,18 +114,51 @@ def test_demo_is_reproducible_over_its_own_earlier_database(run: Run, tmp_path: 
     assert _application_id(earlier) == DEMO_APPLICATION_ID
     assert again.counts == run.result.counts
     assert format_summary(again.summary) == format_summary(run.result.summary)
+    with nw.Engine(f"sqlite:///{earlier}") as rerun, nw.Engine(run.url) as first:
+        assert _trial_digest(rerun) == _trial_digest(first)
+
+
+def _trial_digest(engine: nw.Engine) -> str:
+    """A digest of every family (arm, allocation, status, children) and every research visit."""
+    rows: list[object] = []
+    for family in engine.families():
+        rows.append(
+            [
+                family.reference,
+                family.site,
+                family.arm,
+                family.allocation_id,
+                family.status,
+                list(family.cases),
+                family.allocated_at,
+            ]
+        )
+        for visit in engine.visits(
+            family.reference, at=dt.datetime(2026, 11, 20, 23, tzinfo=dt.UTC)
+        ):
+            rows.append(dataclasses.astuple(visit))
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
 
 
 def test_demo_cohort_size_and_sites(run: Run, engine: nw.Engine) -> None:
-    """About 30 London, 30 Glasgow and 20 Louisiana cases, each on its site's pathway."""
+    """About 30 children each in London and Glasgow, in families, and 20 Louisiana cases.
+
+    A UK child's case is on its family's arm's pathway; a Louisiana case on its site's.
+    """
     cases = engine.cases(open_only=False)
+    arm_of = {child: f.arm for f in engine.families() for child in f.cases}
     by_site: dict[str, int] = {}
     for case in cases:
-        assert SITES[case.site] == case.pathway_id
+        if case.site in ARMS:
+            assert ARMS[case.site][arm_of[case.reference]] == case.pathway_id
+        else:
+            assert SITES[case.site] == case.pathway_id
         assert REFERENCE.match(case.reference), case.reference
         by_site[case.site] = by_site.get(case.site, 0) + 1
-    assert by_site == {"london": 30, "glasgow": 30, "jefferson-parish": 20}
-    assert run.result.counts.cases == 80
+    assert by_site["jefferson-parish"] == 20
+    assert 25 <= by_site["london"] <= 40
+    assert 25 <= by_site["glasgow"] <= 40
+    assert run.result.counts.cases == len(cases)
     opened = sorted(case.opened_at for case in cases)
     assert opened[0].date() >= dt.date(2025, 5, 1)
     assert opened[0].date() < dt.date(2025, 7, 1)
@@ -225,7 +269,7 @@ def test_demo_fires_every_alarm_kind(run: Run) -> None:
     events = run.result.counts.events
     for kind in ("reminder", "breach", "escalation"):
         assert events[kind] > 0, kind
-    assert events["opened"] == 80
+    assert events["opened"] == run.result.counts.cases
     assert events["transition"] == run.result.counts.transitions > 80
 
 
@@ -239,11 +283,14 @@ def test_demo_statutory_clocks_run(engine: nw.Engine) -> None:
     assert seen["nim-uk-england"] == {"care_proceedings", "lac_review"}
     assert seen["nim-uk-scotland"] == {"lac_review", "cso_review", "interim_cso", "icso_limit"}
     assert seen["nim-us-louisiana"] == {"case_review", "permanency_hearing", "asfa_15_of_22"}
+    # The law's clocks run whichever arm of the trial a child is in.
+    assert seen["best-sau-london"] == seen["nim-uk-england"]
+    assert seen["best-facs-glasgow"] == seen["nim-uk-scotland"]
 
 
 def test_demo_audit_chain_verifies(engine: nw.Engine) -> None:
-    """The whole audit log verifies."""
-    report = engine.verify_audit()
+    """The whole audit log verifies, deeply (case and family streams)."""
+    report = engine.verify_audit(deep=True)
     assert report.ok, report.problems
     assert report.checked > 1000
 
@@ -255,6 +302,7 @@ def _fact_maps(detail: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def test_demo_holds_only_declared_facts_and_references(run: Run, engine: nw.Engine) -> None:
     """Cases and audit events hold declared facts only, by staff ids, under references."""
     pathways = engine.pathways
+    pathway_of = {case.reference: case.pathway_id for case in engine.cases(open_only=False)}
     for case in engine.cases(open_only=False):
         assert set(case.facts) <= set(pathways[case.pathway_id].facts), case.reference
     for event in engine.audit():
@@ -263,9 +311,19 @@ def test_demo_holds_only_declared_facts_and_references(run: Run, engine: nw.Engi
             assert STAFF.match(event.reference) or event.reference == run.result.operator
             assert event.actor_id == run.result.operator
             continue
-        assert REFERENCE.match(event.reference), event.reference
         assert STAFF.match(event.actor_id) or event.actor_id.startswith("system:"), event.actor_id
-        case_facts = pathways[SITES[_site_of(event.reference)]].facts
+        if event.stream == "family":
+            assert FAMILY.match(event.reference), event.reference
+            # A child's facts on joining are declared by both arms' pathways at the site.
+            site = _site_of(event.reference)
+            both = set.intersection(*(set(pathways[p].facts) for p in ARMS[site].values()))
+            given = event.detail.get("facts") or {}
+            per_child = given.values() if event.action == "family_opened" else [given]
+            for facts in per_child:
+                assert set(facts) <= both, (event.seq, facts)
+            continue
+        assert REFERENCE.match(event.reference), event.reference
+        case_facts = pathways[pathway_of[event.reference]].facts
         for facts in _fact_maps(event.detail):
             assert set(facts) <= set(case_facts), (event.seq, facts)
 
@@ -287,6 +345,9 @@ def test_demo_records_facts_with_the_right_roles(engine: nw.Engine) -> None:
         "disposition_on": {"court_officer"},
         "case_review_held_on": {"social_worker"},
         "permanency_hearing_held_on": {"court_officer"},
+        "placed_on": {"social_worker"},
+        # Filed with the final report, or noted by the team manager as a child leaves early.
+        "intervention_received": {"clinician", "team_manager"},
     }
     seen: dict[str, set[str]] = {}
     for event in engine.audit():
@@ -296,6 +357,8 @@ def test_demo_records_facts_with_the_right_roles(engine: nw.Engine) -> None:
         if event.action == "transition" and event.trigger == "record_decision":
             assert event.roles == ("court_officer",)
             assert "decision" in event.detail["facts"]
+            if event.reference.startswith(("LDN-", "GLA-")):
+                assert "permanence_achieved_on" in event.detail["facts"]
     assert seen == expected
 
 
@@ -317,13 +380,15 @@ def test_demo_makes_the_person_running_it_the_roster_administrator(
 
 
 def test_demo_staff_act_only_in_their_roster_roles_and_sites(run: Run, engine: nw.Engine) -> None:
-    """Every case action was taken by an active roster member holding that role at that site."""
+    """Every case and family action was taken by a roster member with that role at that site."""
     roster = {member.id: member for member in engine.roster()}
     sites = {case.reference: case.site for case in engine.cases(open_only=False)}
-    assert len(roster) == 1 + 3 * 7  # the operator; per site three social workers, four others
+    sites |= {family.reference: family.site for family in engine.families()}
+    # The operator; per site three social workers, four others; a researcher per trial site.
+    assert len(roster) == 1 + 3 * 7 + 2
     acted = 0
     for event in engine.audit():
-        if event.stream != "case" or event.actor_id.startswith("system:"):
+        if event.stream not in ("case", "family") or event.actor_id.startswith("system:"):
             continue
         member = roster[event.actor_id]
         assert set(event.roles) <= member.roles, (event.seq, event.roles, member.roles)
@@ -601,6 +666,124 @@ def test_cli_demo_help_says_what_it_replaces_and_refuses() -> None:
     assert "never the main one" in text
     assert "a file it marked before is replaced afresh" in text
     assert "(a case database, any other file, a directory) is refused and left untouched" in text
+
+
+# -- the trial ------------------------------------------------------------------------------------
+
+
+def test_demo_families_are_at_the_uk_sites_allocated_in_balanced_arms(engine: nw.Engine) -> None:
+    """Families at London and Glasgow only, each allocated once, arms balanced within a block."""
+    families = engine.families()
+    assert {f.site for f in families} == set(ARMS)
+    ids = [f.allocation_id for f in families]
+    assert all(i is not None and re.fullmatch(r"BEST-\d{4}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    # The portal's ids number the allocations in the order they were made, across the sites.
+    by_time = sorted(families, key=lambda f: (f.allocated_at, f.reference))
+    assert [f.allocation_id for f in by_time] == [f"BEST-{n:04d}" for n in range(1, len(ids) + 1)]
+    for site in ARMS:
+        arms = [f.arm for f in families if f.site == site]
+        assert len(arms) >= 15
+        assert set(arms) == {"nim", "comparator"}
+        assert abs(arms.count("nim") - arms.count("comparator")) <= BLOCK // 2, site
+    assert all(FAMILY.match(f.reference) for f in families)
+    assert {case.site for case in engine.cases(open_only=False) if case.reference not in
+            {c for f in families for c in f.cases}} == {"jefferson-parish"}  # fmt: skip
+
+
+def test_demo_siblings_share_their_familys_arm(engine: nw.Engine) -> None:
+    """Every child's case is on its family's arm's pathway; siblings exist, one joined later."""
+    families = engine.families()
+    for family in families:
+        assert family.arm is not None
+        pathway = ARMS[family.site][family.arm]
+        for child in family.cases:
+            case = engine.case(child)
+            assert (case.site, case.pathway_id) == (family.site, pathway), child
+    sizes = [len(f.cases) for f in families]
+    assert any(size > 1 for size in sizes)
+    assert 1.1 <= sum(sizes) / len(sizes) <= 1.6  # BeST?: 488 children in 382 families
+    added = [e for e in engine.audit() if e.stream == "family" and e.action == "child_added"]
+    assert len(added) == 2  # a baby at each site joins the family's arm
+    for event in added:
+        assert (
+            engine.case(event.detail["child"]).pathway_id
+            == ARMS[_site_of(event.reference)][engine.family(event.reference).arm or ""]
+        )
+
+
+def test_demo_family_actions_and_trial_statuses(engine: nw.Engine) -> None:
+    """Referrals accepted as family actions; consent before allocation; a few leave follow-up."""
+    events = [e for e in engine.audit() if e.stream == "family"]
+    actions = {(e.detail["action"], e.detail.get("trigger")) for e in events
+               if e.action == "family_action"}  # fmt: skip
+    assert ("fire", "accept_referral") in actions
+    assert {("pause", None), ("resume", None)} <= actions
+    changes = [(e.detail["from"], e.detail["to"]) for e in events if e.action == "status_changed"]
+    assert changes.count(("enrolled", "consented")) == len(engine.families())
+    assert {to for _, to in changes} >= {"consented", "withdrawn_consent", "lost_to_follow_up"}
+    for family in engine.families():
+        trail = [e.action for e in events if e.reference == family.reference]
+        assert trail[:3] == ["family_opened", "status_changed", "allocated"], family.reference
+    # Siblings diverge afterwards: per-child transitions on the children's own cases.
+    assert any(
+        e.action == "transition" and e.actor_id.startswith(("lon-", "gla-")) for e in engine.audit()
+    )
+
+
+def test_demo_visits_in_window_late_and_missed(engine: nw.Engine, run: Run) -> None:
+    """The baseline visits are mostly held in their window, some late, some missed."""
+    statuses: dict[str, set[str]] = {}
+    for family in engine.families():
+        for visit in engine.visits(family.reference, at=run.result.as_of):
+            statuses.setdefault(visit.name, set()).add(visit.status)
+    assert {"in_window", "late", "missed"} <= statuses["baseline"]
+    assert "in_window" in statuses["month_15"]  # the earliest families reached 15 months
+    assert statuses["month_30"] == {"pending"}  # 2.5 years after randomisation: not yet
+    recorded = [e for e in engine.audit() if e.action == "visit_recorded"]
+    assert recorded
+    assert all(e.roles == ("researcher",) for e in recorded)
+    trial = run.result.counts.trial
+    assert set(trial) == set(ARMS)
+    for site, entry in trial.items():
+        assert entry["families"] == len(engine.families(site=site))
+        assert sum(entry["arms"].values()) == entry["families"]
+        assert entry["visits"]["baseline"]["in_window"] > 0
+    text = format_trial(run.result.counts)
+    assert "london:" in text
+    assert "glasgow:" in text
+    assert "baseline:" in text
+
+
+def test_demo_records_the_trials_outcomes(engine: nw.Engine) -> None:
+    """Placements (some moves), permanence dates and the intervention's delivery are recorded."""
+    children = {c for f in engine.families() for c in f.cases}
+    moves = 0
+    permanence: dict[str, int] = {}
+    delivery: dict[str, dict[str, int]] = {}
+    arm_of = {c: f.arm for f in engine.families() for c in f.cases}
+    for reference in sorted(children):
+        case = engine.case(reference)
+        assert "placed_on" in case.facts
+        placed = [
+            e for e in engine.audit(reference) if "placed_on" in (e.detail.get("facts") or {})
+        ]
+        assert placed  # the first placement came with the child's facts when its case opened
+        moves += len(placed) - 1
+        if "permanence_achieved_on" in case.facts:
+            assert case.outcome is not None
+            assert case.outcome not in ("withdrawn", "not_eligible")
+            permanence[case.site] = permanence.get(case.site, 0) + 1
+        if "intervention_received" in case.facts:
+            by_arm = delivery.setdefault(arm_of[reference] or "", {})
+            value = case.facts["intervention_received"]
+            by_arm[value] = by_arm.get(value, 0) + 1
+    assert moves > 0
+    assert permanence.get("london", 0) > 0
+    assert permanence.get("london", 0) > permanence.get("glasgow", 0)  # England is faster
+    nim = delivery["nim"]
+    assert nim.get("received", 0) < 0.7 * sum(nim.values())  # BeST?: under 70% received NIM
+    assert "received" in delivery["comparator"]
 
 
 def _site_of(reference: str) -> str:

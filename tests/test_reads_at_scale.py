@@ -363,7 +363,7 @@ def test_the_cohort_mixes_versions_and_shares_instants(engine: nw.Engine) -> Non
     """The cohort is what the comparisons need: versions mixed at a site, ties everywhere."""
     every = engine.cases(open_only=False)
     assert {c.site for c in every} == set(SITES)
-    assert len(every) == 160
+    assert len(every) == 168  # the demo's 84 cases (trial families at the UK sites), copied
     london = [c for c in every if c.site == "london"]
     assert {c.pathway_version for c in london} == {1, 4}
     assert any(c.paused for c in every)
@@ -415,7 +415,7 @@ def test_the_summary_reads_each_table_once(engine: nw.Engine, cohort: Cohort) ->
         one = len(statements)
     finally:
         sa.event.remove(bind, "before_cursor_execute", count)
-    assert sum(s.opened for s in summary.sites) == 160
+    assert sum(s.opened for s in summary.sites) == 168
     # Five reads, one per table (and on PostgreSQL the transaction's time zone set first),
     # for one site or all of them: 160 cases or 160,000.
     assert one == every == (5 if cohort.backend == "sqlite" else 6)
