@@ -203,11 +203,16 @@ class FamilyActions:
         out: dict[str, dict[str, Any]] = {}
         for child in children:
             given = facts.get(child, {}) if per_child else facts
-            stored: dict[str, Any] = {}
-            for arm in sorted(trial.arms):
-                pathway = self.pathway(trial.pathway_for(arm, site))
-                stored = _decide.facts_to_json(_decide.coerce_facts(pathway, given))
-            out[child] = stored
+            # Checked against every arm's pathway (the arm is not known yet). A value every
+            # pathway accepts is stored the same by each (dates as ISO text, flags and enum
+            # values as given), so the first arm's form stands for all.
+            stored = [
+                _decide.facts_to_json(
+                    _decide.coerce_facts(self.pathway(trial.pathway_for(arm, site)), given)
+                )
+                for arm in sorted(trial.arms)
+            ]
+            out[child] = stored[0]
         return out
 
     def _check_new_children(
