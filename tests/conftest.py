@@ -73,6 +73,7 @@ MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
         "test_calendar_properties_engine.py",
     ),
     "nim_workflow._merkle": ("test_merkle.py",),
+    "nim_workflow._trial._visits": ("test_visits_units.py", "test_families.py"),
     "nim_workflow._machine": ("test_machine.py",),
     "nim_workflow._deadlines": (
         "test_decide.py",
