@@ -41,6 +41,28 @@ SITES: tuple[str, ...] = (
     "plymouth",
     "york",
 )
+
+
+def bench_sites() -> list[nw.Site]:
+    """The bundled sites, and the English sites the copies are spread over (all on NIM England).
+
+    The engine refuses a site it was not told of: an engine reading the copies declares them.
+    """
+    bundled = nw.bundled_sites()
+    extra = [
+        nw.Site(
+            id=site,
+            title=site.title(),
+            timezone="Europe/London",
+            calendar="england-and-wales",
+            pathways=["nim-uk-england"],
+        )
+        for site in SITES
+        if site not in bundled
+    ]
+    return [*bundled.values(), *extra]
+
+
 #: How long the seeded cases are opened over, and the gaps (days) between one step and the next.
 SEED_SPAN = dt.timedelta(days=180)
 STEP_GAPS: tuple[tuple[int, int], ...] = ((3, 14), (30, 90), (60, 150), (10, 30))

@@ -1,6 +1,6 @@
 """Benchmarks of nim_workflow, run on demand; results go to stdout and to docs/benchmarks.md.
 
-    python bench/run.py [--quick] [--pg-url URL] [--out docs/benchmarks.md] [--only report]
+    python bench/run.py [--quick] [--pg-url URL] [--out docs/benchmarks.md] [--only report|trial]
     tools/with-postgres.sh .venv/bin/python bench/run.py      # with a throwaway PostgreSQL
     make bench                                                 # the same, refreshing the page
 
@@ -26,6 +26,11 @@ in the same run (ratio = median / baseline median). The groups:
    hashing each entry's canonical bytes.
 9. ``calendar``: ``WorkingCalendar.add`` (20 working days) and ``count_working_days`` over a year
    against a day-by-day loop over the ``holidays`` package.
+10. ``trial``: the trial's families: ``fire_family`` on 2 and 3 children against as many plain
+    ``fire`` calls, ``allocate`` against opening the children's cases with ``open_case``, and
+    the one-site report and the csv export of a site of 2,000 families against the same cases
+    with the trial's tables emptied (``--only trial`` runs this group alone and rewrites only
+    its section of the page).
 
 The engine reads an injected clock and every random choice comes from a seeded generator, so two
 runs do the same work. Nothing here is part of the test suite, and nothing asserts on time.
@@ -57,6 +62,7 @@ from pathlib import Path
 import _cases as bc
 import _profile
 import _scale
+import _trial
 import _workers
 import holidays
 import sqlalchemy as sa
@@ -80,6 +86,10 @@ SITE_REPORT_SECONDS = 10.0
 SITE_REPORT_BYTES = 5_000_000
 #: The heading of the page's section on the one-site report (``--only report`` rewrites it).
 SITE_REPORT_HEADING = "## Report: one site of many cases"
+#: The heading of the page's section on the trial's families (``--only trial`` rewrites it).
+TRIAL_HEADING = "## Trial: families, allocation, report and export"
+#: The pseudonym key of the export benchmark (any 16 bytes or more).
+TRIAL_EXPORT_KEY = b"nimwf-bench-pseudonym-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,10 @@ class Sizes:
     site_report_repeats: int
     calendar_starts: int
     calendar_year_starts: int
+    #: The trial: families (and plain cases) per repeat of the family actions, and the families
+    #: of the site whose report and export are measured.
+    trial_batch: int
+    trial_families: int
 
 
 FULL = Sizes(
@@ -133,6 +147,8 @@ FULL = Sizes(
     site_report_repeats=5,
     calendar_starts=1000,
     calendar_year_starts=200,
+    trial_batch=40,
+    trial_families=2000,
 )
 QUICK = Sizes(
     repeats=3,
@@ -154,6 +170,8 @@ QUICK = Sizes(
     site_report_repeats=3,
     calendar_starts=300,
     calendar_year_starts=50,
+    trial_batch=15,
+    trial_families=300,
 )
 
 
@@ -203,6 +221,11 @@ class Report:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - start
+
+
+def bench_engine(*args: object, **kwargs: object) -> nw.Engine:
+    """An engine that also declares the sites the scale copies use (``_scale.bench_sites``)."""
+    return nw.Engine(*args, sites=_scale.bench_sites(), **kwargs)  # type: ignore[arg-type]
 
 
 def cpus() -> int:
@@ -505,7 +528,7 @@ def bench_fire_workers(
     print(f"workers: 4 processes firing on distinct cases against 1 on {label} ({n} cases each)")
     clock = bc.StepClock(bc.T0 + dt.timedelta(days=30))
     sets = {w: [f"P{w}-{i:05d}" for i in range(n)] for w in (1, 4)}
-    with nw.Engine(url, clock=clock) as engine:
+    with bench_engine(url, clock=clock) as engine:
         for refs in sets.values():
             for ref in refs:
                 clock.advance(dt.timedelta(seconds=1))
@@ -552,7 +575,7 @@ class AlarmFixture:
     def __init__(self, url: str, alarms: int) -> None:
         self.url = url
         self.clock = bc.StepClock()
-        self.engine = nw.Engine(url, clock=self.clock)
+        self.engine = bench_engine(url, clock=self.clock)
         self.engine.migrate()
         # A case in referral raises three alarms: a reminder, a breach and an escalation. Caught
         # up after the due date the reminder would lapse rather than fire, so the fixture keeps
@@ -755,7 +778,7 @@ def build_sqlite_scale(
     """
     print(f"reads: seeding {sizes.seed_cases} open cases, then {sizes.copies} copies of each")
     clock = bc.StepClock(bc.T0 + dt.timedelta(days=7))
-    with nw.Engine(source_url, clock=clock) as engine:
+    with bench_engine(source_url, clock=clock) as engine:
         start = time.perf_counter()
         seeded = _scale.seed_open_cases(engine, clock, sizes.seed_cases, random.Random(bc.SEED))
         seconds = time.perf_counter() - start
@@ -766,7 +789,7 @@ def build_sqlite_scale(
         source.close()
     shutil.copyfile(seed_path, scale_path)
     url = f"sqlite:///{scale_path}"
-    with nw.Engine(url, clock=bc.StepClock(seeded.end)) as engine:
+    with bench_engine(url, clock=bc.StepClock(seeded.end)) as engine:
         start_copy = time.perf_counter()
         counts = _scale.multiply(engine.sqlalchemy_engine, sizes.copies)
         copy_seconds = time.perf_counter() - start_copy
@@ -789,7 +812,7 @@ def build_postgres_scale(
 ) -> ScaleDatabase:
     """The same many open cases on PostgreSQL: copy the seeded rows over, multiply, ANALYZE."""
     print(f"reads: copying the seeded cases to PostgreSQL and making {sizes.copies} of each")
-    with nw.Engine(url, clock=bc.StepClock(end)) as engine:
+    with bench_engine(url, clock=bc.StepClock(end)) as engine:
         engine.migrate()
         source = sa.create_engine(f"sqlite:///{seed_path}")
         try:
@@ -819,7 +842,7 @@ def bench_reads(report: Report, sizes: Sizes, scale: ScaleDatabase, label: str) 
     Each call is made once before timing (compiled statements, pathways and calendars cached).
     """
     print(f"reads: due and overdue over {scale.open_cases:,} open cases on {label}")
-    engine = nw.Engine(scale.url, clock=bc.StepClock(scale.end))
+    engine = bench_engine(scale.url, clock=bc.StepClock(scale.end))
     sql = engine.sqlalchemy_engine
     due_cut = _scale.open_deadline_at_rank(sql, sizes.due_rows)
     over_cut = _scale.open_deadline_at_rank(sql, sizes.overdue_rows)
@@ -932,7 +955,7 @@ def bench_report(report: Report, sizes: Sizes, scale: ScaleDatabase, out_dir: Pa
     from nim_workflow._report import build_report
 
     at = scale.end
-    engine = nw.Engine(scale.url, clock=bc.StepClock(at))
+    engine = bench_engine(scale.url, clock=bc.StepClock(at))
     sql = engine.sqlalchemy_engine
     with sql.connect() as conn:
         per_site: dict[str, int] = dict(
@@ -1024,18 +1047,18 @@ def bench_site_report(report: Report, sizes: Sizes, folder: Path) -> None:
     report.facts["site report machine"] = f"{cpus()} CPUs (nproc), load average {load} at start"
     print(f"report: seeding {cases:,} cases at one site, then {copies} copies of each there")
     clock = bc.StepClock(bc.T0 + dt.timedelta(days=7))
-    with nw.Engine(f"sqlite:///{small_path}", clock=clock) as engine:
+    with bench_engine(f"sqlite:///{small_path}", clock=clock) as engine:
         engine.migrate()
         start = time.perf_counter()
         seeded = _scale.seed_open_cases(engine, clock, cases, random.Random(bc.SEED + 6))
         seed_seconds = time.perf_counter() - start
     shutil.copyfile(small_path, large_path)
-    with nw.Engine(f"sqlite:///{large_path}", clock=bc.StepClock(seeded.end)) as engine:
+    with bench_engine(f"sqlite:///{large_path}", clock=bc.StepClock(seeded.end)) as engine:
         _scale.multiply(engine.sqlalchemy_engine, copies, sites=(_scale.SITES[0],))
     at = seeded.end
     site = _scale.SITES[0]
-    small = nw.Engine(f"sqlite:///{small_path}", clock=bc.StepClock(at))
-    large = nw.Engine(f"sqlite:///{large_path}", clock=bc.StepClock(at))
+    small = bench_engine(f"sqlite:///{small_path}", clock=bc.StepClock(at))
+    large = bench_engine(f"sqlite:///{large_path}", clock=bc.StepClock(at))
     try:
         counts = []
         for engine in (small, large):
@@ -1192,11 +1215,18 @@ def site_report_section(report: Report) -> list[str]:
 
 def write_site_report_section(path: Path, report: Report) -> None:
     """Put the one-site report's section in the page, replacing the one there (if any)."""
-    section = site_report_section(report)
+    write_section(path, SITE_REPORT_HEADING, site_report_section(report))
+
+
+def write_section(path: Path, heading: str, section: Sequence[str]) -> None:
+    """Put ``section`` in the page under ``heading``, replacing the one there (if any).
+
+    A section not on the page yet goes before "What the numbers say" (or at the end).
+    """
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     lines = text.splitlines()
-    if SITE_REPORT_HEADING in lines:
-        start = lines.index(SITE_REPORT_HEADING)
+    if heading in lines:
+        start = lines.index(heading)
         end = next(
             (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
         )
@@ -1208,6 +1238,438 @@ def write_site_report_section(path: Path, report: Report) -> None:
         lines[anchor:anchor] = section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+
+
+# -- 10. the trial's families ----------------------------------------------------------------------
+
+#: The trial group's comparisons, in the order of its table: (key, operation, baseline).
+TRIAL_ROWS: tuple[tuple[str, str, str], ...] = (
+    (
+        "fire2",
+        "`fire_family` accept_referral, family of 2 children",
+        "2 `fire` calls, one transaction each",
+    ),
+    (
+        "fire3",
+        "`fire_family` accept_referral, family of 3 children",
+        "3 `fire` calls, one transaction each",
+    ),
+    (
+        "allocate",
+        "`allocate`, family of 2 children: opens both cases, plans visits",
+        "2 `open_case` calls",
+    ),
+    (
+        "report",
+        "`build_report` of the site with its families",
+        "`build_report` of the same cases, no families",
+    ),
+    (
+        "export",
+        "`export` csv of the database with its families",
+        "`export` csv of the same cases, no families",
+    ),
+)
+
+
+def _trial_pair(
+    report: Report,
+    key: str,
+    label: str,
+    name: str,
+    samples: Sequence[float],
+    base_name: str,
+    base_samples: Sequence[float],
+    unit: str,
+    note: str = "",
+) -> None:
+    base = report.keep(
+        f"trial {key} base {label}",
+        bc.baseline_row("trial", f"{label}: {base_name}", base_samples, unit),
+    )
+    report.keep(
+        f"trial {key} {label}",
+        bc.result("trial", f"{label}: {name}", samples, unit, baseline=base, note=note),
+    )
+
+
+def _statements(engine: nw.Engine, action: Callable[[], object]) -> int:
+    """SQL statements ``action`` sends through the engine (BEGIN aside; executemany once)."""
+    count = [0]
+
+    def listen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            count[0] += 1
+
+    sa.event.listen(engine.sqlalchemy_engine, "before_cursor_execute", listen)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine.sqlalchemy_engine, "before_cursor_execute", listen)
+    return count[0]
+
+
+def bench_trial_actions(report: Report, sizes: Sizes, url: str, label: str) -> None:
+    """``fire_family`` and ``allocate`` per family against the plain case calls they stand for.
+
+    Every repeat gets fresh families at ``london`` (each child with an entry-to-care date),
+    allocated to ``nim`` (so their cases run on nim-uk-england) for the fire, not yet
+    allocated for the allocation, and as many plain cases on nim-uk-england with the same
+    facts; none of that is timed. Then, in turn: ``trial_batch`` families fired, their plain
+    counterparts fired one ``fire`` per transaction, the same with 3 children, families
+    allocated, plain cases opened. The figure is ms per family (per 2 or 3 plain calls).
+    """
+    k = sizes.trial_batch
+    print(f"trial: fire_family and allocate on {label}, {k} families per repeat")
+    clock = bc.StepClock(bc.T0)
+    facts = {"entered_care_on": (bc.T0 - dt.timedelta(days=10)).date()}
+    trigger, given = _trial.ACCEPT
+    samples: dict[str, list[float]] = {
+        name: [] for name in ("fire2", "fire3", "allocate", "base2", "base3", "open")
+    }
+    with bench_engine(url, clock=clock) as engine:
+        engine.migrate()
+
+        def family(name: str, children: int, allocated: bool) -> tuple[str, list[str]]:
+            kids = [f"{name}-C{j}" for j in range(children)]
+            engine.open_family(name, _trial.SITE, bc.SOCIAL_WORKER, children=kids, facts=facts)
+            if allocated:
+                engine.allocate(name, "nim", f"A-{name}", _trial.COORDINATOR)
+            plain = [f"{name}-P{j}" for j in range(children)]
+            return name, plain
+
+        def open_plain(refs: Sequence[str]) -> None:
+            for ref in refs:
+                engine.open_case(
+                    ref, _trial.NIM_PATHWAY, _trial.SITE, bc.SOCIAL_WORKER, facts=facts
+                )
+
+        def fire_families(names: Sequence[str]) -> None:
+            for name in names:
+                engine.fire_family(name, trigger, bc.TEAM_MANAGER, facts=given)
+
+        def fire_plain(groups: Sequence[Sequence[str]]) -> None:
+            for refs in groups:
+                for ref in refs:
+                    engine.fire(ref, trigger, bc.TEAM_MANAGER, facts=given)
+
+        def allocate(names: Sequence[str]) -> None:
+            for name in names:
+                engine.allocate(name, "nim", f"A-{name}", _trial.COORDINATOR)
+
+        def open_groups(groups: Sequence[Sequence[str]]) -> None:
+            for refs in groups:
+                open_plain(refs)
+
+        # One untimed round first: statements compiled, pathways and calendars cached.
+        warm, warm_plain = family("W-F", 2, True)
+        open_plain(warm_plain)
+        fire_families([warm])
+        fire_plain([warm_plain])
+        # One more untimed round with the SQL statements counted (BEGIN aside).
+        counted = [family("S-F", 2, True), family("S-A", 2, False)]
+        open_plain(counted[0][1])
+        statements = {
+            "fire2": _statements(engine, partial(fire_families, [counted[0][0]])),
+            "base2": _statements(engine, partial(fire_plain, [counted[0][1]])),
+            "allocate": _statements(engine, partial(allocate, [counted[1][0]])),
+            "open": _statements(engine, partial(open_plain, counted[1][1])),
+        }
+        for r in range(sizes.repeats):
+            clock.advance(dt.timedelta(minutes=1))
+            built: dict[str, list[tuple[str, list[str]]]] = {
+                "fire2": [family(f"F2-{r}-{i}", 2, True) for i in range(k)],
+                "fire3": [family(f"F3-{r}-{i}", 3, True) for i in range(k)],
+                "allocate": [family(f"AL-{r}-{i}", 2, False) for i in range(k)],
+            }
+            for name in ("fire2", "fire3"):
+                open_groups([plain for _, plain in built[name]])
+            clock.advance(dt.timedelta(minutes=1))
+            for name, base in (("fire2", "base2"), ("fire3", "base3")):
+                gc.collect()
+                names = [f for f, _ in built[name]]
+                samples[name].append(bc.timed(partial(fire_families, names)) / k * 1e3)
+                gc.collect()
+                groups = [plain for _, plain in built[name]]
+                samples[base].append(bc.timed(partial(fire_plain, groups)) / k * 1e3)
+            gc.collect()
+            names = [f for f, _ in built["allocate"]]
+            samples["allocate"].append(bc.timed(partial(allocate, names)) / k * 1e3)
+            gc.collect()
+            groups = [plain for _, plain in built["allocate"]]
+            samples["open"].append(bc.timed(partial(open_groups, groups)) / k * 1e3)
+    for key, base in (("fire2", "base2"), ("allocate", "open")):
+        report.facts[f"trial statements {key} {label}"] = f"{statements[key]},{statements[base]}"
+    for key, base in (("fire2", "base2"), ("fire3", "base3"), ("allocate", "open")):
+        _, name, base_name = next(row for row in TRIAL_ROWS if row[0] == key)
+        counts = ""
+        if key in statements:
+            counts = f"; {statements[key]} SQL statements against {statements[base]}"
+        _trial_pair(
+            report,
+            key,
+            label,
+            name,
+            samples[key],
+            base_name,
+            samples[base],
+            "ms",
+            note=f"per family; {k} families per repeat{counts}",
+        )
+
+
+def _export_once(engine: nw.Engine, folder: Path, at: dt.datetime) -> tuple[float, int]:
+    """Seconds for one csv export into a fresh folder, and the bytes it wrote (folder removed)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    seconds = bc.timed(
+        partial(engine.export, folder, format="csv", pseudonym_key=TRIAL_EXPORT_KEY, at=at)
+    )
+    size = sum(path.stat().st_size for path in folder.iterdir())
+    shutil.rmtree(folder)
+    return seconds, size
+
+
+def bench_trial_site(
+    report: Report, sizes: Sizes, label: str, urls: tuple[str, str], at: dt.datetime, folder: Path
+) -> None:
+    """The one-site report and the csv export, with the families against without them.
+
+    Each is made once to warm up, then alternately ``repeats`` times each (baseline first).
+    """
+    from nim_workflow._report import build_report
+
+    print(f"trial: report and export on {label}, with and without the families")
+    with_families = bench_engine(urls[0], clock=bc.StepClock(at))
+    without = bench_engine(urls[1], clock=bc.StepClock(at))
+    try:
+        html = [
+            len(build_report(e, site=_trial.SITE, at=at).encode()) for e in (without, with_families)
+        ]
+        written = [_export_once(e, folder / "export", at)[1] for e in (without, with_families)]
+        report_samples: dict[str, list[float]] = {"with": [], "without": []}
+        export_samples: dict[str, list[float]] = {"with": [], "without": []}
+        for _ in range(sizes.repeats):
+            for name, engine in (("without", without), ("with", with_families)):
+                gc.collect()
+                report_samples[name].append(
+                    bc.timed(partial(build_report, engine, site=_trial.SITE, at=at))
+                )
+            for name, engine in (("without", without), ("with", with_families)):
+                gc.collect()
+                export_samples[name].append(_export_once(engine, folder / "export", at)[0])
+    finally:
+        with_families.close()
+        without.close()
+    report.facts[f"trial html {label}"] = f"{html[0]},{html[1]}"
+    _trial_pair(
+        report,
+        "report",
+        label,
+        TRIAL_ROWS[3][1],
+        report_samples["with"],
+        TRIAL_ROWS[3][2],
+        report_samples["without"],
+        "s",
+        note=f"{html[1] / 1e6:.2f} MB of HTML against {html[0] / 1e6:.2f} MB",
+    )
+    _trial_pair(
+        report,
+        "export",
+        label,
+        TRIAL_ROWS[4][1],
+        export_samples["with"],
+        TRIAL_ROWS[4][2],
+        export_samples["without"],
+        "s",
+        note=f"{written[1] / 1e6:.2f} MB written against {written[0] / 1e6:.2f} MB",
+    )
+
+
+def bench_trial(report: Report, sizes: Sizes, folder: Path, pg_url: str | None) -> None:
+    """The trial group: family actions, then the report and export of a site of families.
+
+    The site is built once through the engine on SQLite (``_trial.build_trial_site``); its
+    baseline is a copy of the file with the trial's tables emptied (the same cases). On
+    PostgreSQL both are copied row for row into databases of their own.
+    """
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    report.facts["trial machine"] = f"{cpus()} CPUs (nproc), load average {load} at start"
+    report.facts["trial repeats"] = str(sizes.repeats)
+    report.facts["trial batch"] = str(sizes.trial_batch)
+    env = environment(pg_url)
+    report.facts["trial back ends"] = "; ".join(
+        f"{name} {env[name]}" for name in ("SQLite", "PostgreSQL") if pg_url or name == "SQLite"
+    )
+    bench_trial_actions(report, sizes, f"sqlite:///{folder}/trial-actions.db", "SQLite")
+    if pg_url:
+        with bc.postgres_database(pg_url) as url:
+            bench_trial_actions(report, sizes, url, "PostgreSQL")
+    count = sizes.trial_families
+    print(f"trial: building a site of {count:,} families through the engine (SQLite)")
+    families_path, bare_path = folder / "trial-families.db", folder / "trial-bare.db"
+    clock = bc.StepClock(bc.T0 + dt.timedelta(days=7))
+    with bench_engine(f"sqlite:///{families_path}", clock=clock) as engine:
+        engine.migrate()
+        start = time.perf_counter()
+        built = _trial.build_trial_site(engine, clock, count, random.Random(bc.SEED + 10))
+        build_seconds = time.perf_counter() - start
+        _trial.checkpoint(engine.sqlalchemy_engine)
+    shutil.copyfile(families_path, bare_path)
+    urls = (f"sqlite:///{families_path}", f"sqlite:///{bare_path}")
+    with bench_engine(urls[1], clock=bc.StepClock(built.end)) as engine:
+        _trial.strip_families(engine.sqlalchemy_engine)
+    with (
+        bench_engine(urls[0], clock=bc.StepClock(built.end)) as engine,
+        engine.sqlalchemy_engine.connect() as conn,
+    ):
+        counted = {
+            name: conn.exec_driver_sql(query).scalar_one()
+            for name, query in (
+                ("cases", "SELECT count(*) FROM nimwf_cases"),
+                ("held", "SELECT count(*) FROM nimwf_visits WHERE held_on IS NOT NULL"),
+                ("visits", "SELECT count(*) FROM nimwf_visits"),
+                ("audit", "SELECT count(*) FROM nimwf_audit_events"),
+            )
+        }
+    report.facts["trial site"] = (
+        f"{built.families:,} families with {built.children:,} children at `{_trial.SITE}` "
+        f"({counted['cases']:,} cases, as many in the baseline), built through the engine in "
+        f"{build_seconds:.0f} s ({built.calls:,} calls over {_trial.SPAN.days} days: "
+        "`open_family`, `allocate` to a random arm, `fire_family` accept_referral for 85%, "
+        f"a baseline visit held by 60%; placements recorded on half the children and outcome "
+        f"facts on a quarter); {counted['visits']:,} visits planned, {counted['held']:,} held; "
+        f"{counted['audit']:,} audit entries. The baseline is a copy of the database with "
+        "`nimwf_families`, `nimwf_family_children`, `nimwf_visits` and `nimwf_visit_alarms` "
+        "emptied: the same cases and audit log, no trial"
+    )
+    bench_trial_site(report, sizes, "SQLite", urls, built.end, folder)
+    if pg_url:
+        with bc.postgres_database(pg_url) as fam_url, bc.postgres_database(pg_url) as bare_url:
+            print("trial: copying both databases to PostgreSQL")
+            for source, target in ((urls[0], fam_url), (urls[1], bare_url)):
+                with bench_engine(target, clock=bc.StepClock(built.end)) as engine:
+                    engine.migrate()
+                src = sa.create_engine(source)
+                dst = sa.create_engine(target)
+                try:
+                    _trial.copy_database(src, dst)
+                finally:
+                    src.dispose()
+                    dst.dispose()
+            bench_trial_site(report, sizes, "PostgreSQL", (fam_url, bare_url), built.end, folder)
+
+
+def trial_section(report: Report) -> list[str]:
+    """The page's section on the trial's families: its table, conditions and reading."""
+    labels = [
+        label
+        for label in ("SQLite", "PostgreSQL")
+        if any(report.key(f"trial {key} {label}") for key, _, _ in TRIAL_ROWS)
+    ]
+    if not labels:
+        return []
+    lines = [
+        TRIAL_HEADING,
+        "",
+        f"- Date: {report.facts.get('trial date', '?')}; "
+        f"{report.facts.get('trial machine', '?')}; back ends: {', '.join(labels)}"
+        + ("" if "PostgreSQL" in labels else " (PostgreSQL not measured: no --pg-url)")
+        + f"; medians over {report.facts.get('trial repeats', '?')} interleaved repeats.",
+        f"- Back ends: {report.facts.get('trial back ends', '?')}. Commits on this PostgreSQL "
+        "do not wait for the disk when fsync is off, so a commit `fire_family` saves is worth "
+        "less there than on a durable server.",
+        f"- Family actions: {report.facts.get('trial batch', '?')} fresh families per repeat at "
+        "`london`, each child with an entry-to-care date; fired families were allocated to "
+        "`nim` beforehand (children on nim-uk-england) and their baseline is as many plain "
+        "cases opened on nim-uk-england with the same facts. Times are per family (for the "
+        "baseline, per 2 or 3 plain calls).",
+        f"- Report and export: {report.facts.get('trial site', '?')}. `build_report(engine, "
+        "site='london', at=)` and `export(dir, format='csv', pseudonym_key=...)` of the whole "
+        "database.",
+        "",
+        "| Back end | Operation | Median | Baseline | Baseline median | Ratio | Min-max | Notes |",
+        "|---|---|---:|---|---:|---:|---|---|",
+    ]
+    for label in labels:
+        for key, operation, baseline in TRIAL_ROWS:
+            row, base = report.key(f"trial {key} {label}"), report.key(f"trial {key} base {label}")
+            if row is None or base is None or row.ratio is None:
+                continue
+            lines.append(
+                f"| {label} | {operation} | {_format_value(row.median)} {row.unit} | {baseline} | "
+                f"{_format_value(base.median)} {base.unit} | {row.ratio:.2f}x | "
+                f"{_format_value(row.low)}-{_format_value(row.high)} | {row.note} |"
+            )
+    lines += ["", *_reading_trial(report, labels), ""]
+    return lines
+
+
+def _reading_trial(report: Report, labels: Sequence[str]) -> list[str]:
+    """One short paragraph on what the trial's figures say, from this run's rows."""
+
+    def pair(key: str, label: str) -> tuple[bc.Result, bc.Result] | None:
+        row, base = report.key(f"trial {key} {label}"), report.key(f"trial {key} base {label}")
+        return None if row is None or base is None or row.ratio is None else (row, base)
+
+    said: list[str] = []
+    for label in labels:
+        fire2, fire3 = pair("fire2", label), pair("fire3", label)
+        if fire2 and fire3:
+            extra = [(row.median - base.median) for row, base in (fire2, fire3)]
+            counts = report.facts.get(f"trial statements fire2 {label}", "")
+            statements = ""
+            if counts:
+                family, plain = counts.split(",")
+                statements = f", {family} SQL statements against {plain} for 2 children"
+            mean = ((fire2[0].ratio or 0) + (fire3[0].ratio or 0)) / 2
+            verdict = (
+                "a fixed cost per family that outweighs the commits it saves"
+                if mean > 1.15
+                else "less than the commits it saves"
+                if mean < 0.9
+                else "about what the commits it saves are worth"
+            )
+            said.append(
+                f"On {label} one `fire_family` costs {fire2[0].ratio:.2f}x the separate fires "
+                f"for 2 children and {fire3[0].ratio:.2f}x for 3 ({extra[0]:+.1f} and "
+                f"{extra[1]:+.1f} ms per family{statements}): locking the family, reading its "
+                "children's cases, a savepoint around them and the family's own audit entry, "
+                f"{verdict}."
+            )
+        allocate = pair("allocate", label)
+        if allocate:
+            said.append(
+                f"`allocate` takes {allocate[0].ratio:.2f}x its 2 `open_case` calls "
+                f"({allocate[0].median - allocate[1].median:+.1f} ms per family for the family "
+                "row, the visit windows and reminders it plans and the family's audit entry)."
+            )
+    for label in labels[:1]:
+        shown, export = pair("report", label), pair("export", label)
+        if shown:
+            families = report.facts.get("trial site", "? families").split(" families")[0]
+            html = [int(n) for n in report.facts.get(f"trial html {label}", "1,1").split(",")]
+            growth = html[1] / max(html[0], 1) - 1
+            said.append(
+                f"The trial section makes the one-site report {shown[0].ratio:.2f}x as long on "
+                f"{label} ({shown[0].median - shown[1].median:+.2f} s for {families} families) "
+                f"while adding {growth:.0%} to its HTML ({shown[0].note}): the cost is the "
+                "trial's one bulk "
+                "read (families, children, visits, the children's cases again and their "
+                "placements from the audit log) and its counting, not the drawing."
+            )
+        if export:
+            said.append(
+                f"The export takes {export[0].ratio:.2f}x with the families, writing the "
+                f"families, allocations, visits and outcomes files ({export[0].note}): about "
+                "in proportion to what it writes."
+            )
+    return [" ".join(said)] if said else []
+
+
+def write_trial_section(path: Path, report: Report) -> None:
+    """Put the trial's section in the page, replacing the one there (if any)."""
+    write_section(path, TRIAL_HEADING, trial_section(report))
 
 
 # -- 7. memory -------------------------------------------------------------------------------------
@@ -1330,7 +1792,7 @@ def bench_verify(
 ) -> None:
     """Events/s of ``verify_audit`` (shallow and deep) against the hash-only floor."""
     clock = bc.StepClock(start)
-    engine = nw.Engine(url, clock=clock)
+    engine = bench_engine(url, clock=clock)
     try:
         if grow:
             print(f"verify: opening {grow} more cases and firing every due alarm on {label}")
@@ -1390,7 +1852,7 @@ def bench_verify(
 def bench_calendar(report: Report, sizes: Sizes) -> None:
     """``WorkingCalendar`` against a day-by-day loop over the ``holidays`` package."""
     print("calendar: working-day arithmetic (england-and-wales)")
-    with nw.Engine("sqlite://") as engine:
+    with bench_engine("sqlite://") as engine:
         calendar = engine.calendar(bc.SITE, bc.PATHWAY_ID)
         rule = engine.pathway(bc.PATHWAY_ID).rule("lac_review")
     duration = rule.duration
@@ -2022,6 +2484,7 @@ def write_markdown(path: Path, report: Report, command: str, started: dt.datetim
     if conditions:
         lines += ["## Conditions of this run", "", *conditions, ""]
     lines += site_report_section(report)
+    lines += trial_section(report)
     lines += ["## What the numbers say", "", *reading(report), ""]
     lines += ["## Not measured", "", *(f"- {item}" for item in NOT_MEASURED), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -2036,9 +2499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/benchmarks.md", help="where to write the results")
     parser.add_argument(
         "--only",
-        choices=["report"],
-        help="run one part alone: 'report' measures the one-site report (10,000 cases against "
-        "1,000) and rewrites only its section of the page",
+        choices=["report", "trial"],
+        help="run one part alone and rewrite only its section of the page: 'report' measures "
+        "the one-site report (10,000 cases against 1,000), 'trial' the trial's families "
+        "(family actions, and a site of families' report and export)",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -2049,6 +2513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path.cwd() / out
     if args.only == "report":
         return main_site_report(sizes, out, started)
+    if args.only == "trial":
+        return main_trial(sizes, out, started, pg_url)
     clock_start = time.monotonic()
     report = Report()
     env = environment(pg_url)
@@ -2082,6 +2548,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_verify(report, sizes, write_url, "SQLite", scale.end, sizes.verify_cases)
         with report.timing("process_due"):
             bench_process_due(report, sizes, f"sqlite:///{tmp}/due.db", "SQLite")
+        with report.timing("trial"):
+            report.facts["trial date"] = f"{started:%Y-%m-%d %H:%M} UTC"
+            bench_trial(report, sizes, tmp, pg_url)
         if pg_url:
             pool = _workers.WorkerPool(4)
             try:
@@ -2132,6 +2601,22 @@ def main_site_report(sizes: Sizes, out: Path, started: dt.datetime) -> int:
     print("\n".join(site_report_section(report)))
     seconds = time.monotonic() - clock_start
     print(f"wrote the section '{SITE_REPORT_HEADING}' of {out} in {seconds:.0f} s")
+    return 0
+
+
+def main_trial(sizes: Sizes, out: Path, started: dt.datetime, pg_url: str | None) -> int:
+    """``--only trial``: the trial group alone, its section of the page rewritten."""
+    clock_start = time.monotonic()
+    report = Report()
+    report.facts["trial date"] = f"{started:%Y-%m-%d %H:%M} UTC"
+    print(f"nim_workflow benchmarks: the trial's families only ({sizes.repeats} repeats)")
+    with tempfile.TemporaryDirectory(prefix="nimwf-bench-") as name:
+        bench_trial(report, sizes, Path(name), pg_url)
+    write_trial_section(out, report)
+    print()
+    print("\n".join(trial_section(report)))
+    seconds = time.monotonic() - clock_start
+    print(f"wrote the section '{TRIAL_HEADING}' of {out} in {seconds:.0f} s")
     return 0
 
 
