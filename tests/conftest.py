@@ -98,7 +98,12 @@ MUTATION_JUDGES: dict[str, tuple[str, ...]] = {
         "test_audit.py",
         "test_checkpoint.py",
     ),
-    "nim_workflow._verify": ("test_audit_units.py", "test_audit.py", "test_checkpoint.py"),
+    "nim_workflow._verify": (
+        "test_audit_units.py",
+        "test_audit.py",
+        "test_checkpoint.py",
+        "test_families.py",
+    ),
 }
 
 
