@@ -799,3 +799,87 @@ def test_a_withdrawal_stops_only_the_visits_whose_window_had_not_closed(
         "month_15": ("missed", True),
         "month_30": ("missed", True),
     }
+
+
+def test_a_deep_verify_words_each_family_problem_exactly(engine: nw.Engine, clock: Clock) -> None:
+    """Unallocated and allocated families, siblings added later, rows edited: the exact words."""
+    engine.open_family("FAM-Z", site="london", actor=SW, children=["Z-1"])
+    clock.advance(hours=1)
+    engine.add_child("FAM-Z", "A-0", actor=SW)
+    _allocated(engine, clock)
+    assert engine.verify_audit(deep=True).ok, "an unallocated family and a later sibling verify"
+    _tamper(engine, families.update().where(families.c.reference == "FAM-Z").values(status="x"))
+    _tamper(
+        engine,
+        family_children.insert().values(
+            reference="M-5", family="FAM-Z", joined_at=clock.now, facts={}
+        ),
+    )
+    for reference in ("FAM-X", "FAM-Y"):
+        _tamper(
+            engine,
+            families.insert().values(
+                reference=reference,
+                trial="best",
+                site="london",
+                status="enrolled",
+                status_at=clock.now,
+                opened_at=clock.now,
+                updated_at=clock.now,
+                version=1,
+            ),
+        )
+    _tamper(engine, family_children.delete().where(family_children.c.family == "FAM-1"))
+    problems = [p for p in engine.verify_audit(deep=True).problems if p.startswith("family ")]
+    added = next(e for e in engine.audit(family="FAM-Z") if e.action == "child_added")
+    allocated = next(e for e in engine.audit(family="FAM-1") if e.action == "allocated")
+    assert problems == [
+        "family FAM-X: has a row but the log never opened it: written outside the engine",
+        "family FAM-Y: has a row but the log never opened it: written outside the engine",
+        "family FAM-1: its children are none, the log says FAM-1-A, FAM-1-B: changed outside "
+        "the engine",
+        "family FAM-Z: its row says status x, arm (none), allocation (none), randomised on "
+        "(not yet), the log says status enrolled, arm (none), allocation (none), randomised on "
+        f"(not yet) (its newest entry: seq {added.seq} (family FAM-Z #2, child_added at "
+        f"{added.at.isoformat(timespec='microseconds')}))",
+        "family FAM-Z: its children are Z-1, A-0, M-5, the log says Z-1, A-0: changed outside "
+        "the engine",
+    ], problems
+    assert allocated.detail["status"] == "randomised"
+    # A family whose row is gone is named, and the families after it are still checked.
+    _tamper(engine, visit_alarms.delete().where(visit_alarms.c.family == "FAM-1"))
+    _tamper(engine, visits.delete().where(visits.c.family == "FAM-1"))
+    _tamper(engine, families.delete().where(families.c.reference == "FAM-1"))
+    opened = engine.audit(family="FAM-1")[0]
+    problems = engine.verify_audit(deep=True).problems
+    assert (
+        f"family FAM-1: the log opened it (seq {opened.seq} (family FAM-1 #1, family_opened at "
+        f"{opened.at.isoformat(timespec='microseconds')})) but its row is gone"
+    ) in problems
+    assert any(p.startswith("family FAM-Z: its children are Z-1, A-0, M-5") for p in problems)
+
+
+def test_a_visit_held_outside_the_engine_is_named(engine: nw.Engine, clock: Clock) -> None:
+    _allocated(engine, clock)
+    _tamper(
+        engine, visits.update().where(visits.c.name == "month_30").values(held_on=D(2026, 4, 1))
+    )
+    assert [p for p in engine.verify_audit(deep=True).problems if p.startswith("family ")] == [
+        "family FAM-1: its visits held differ from the visits the log recorded: changed outside "
+        "the engine"
+    ]
+
+
+def test_a_family_entry_whose_detail_is_not_a_mapping_is_reported_not_raised(
+    engine: nw.Engine, clock: Clock
+) -> None:
+    _allocated(engine, clock)
+    _tamper(
+        engine,
+        audit_events.update()
+        .where(audit_events.c.stream == "family", audit_events.c.action == "family_opened")
+        .values(detail=["not", "a", "mapping"]),
+    )
+    report = engine.verify_audit(deep=True)
+    assert not report.ok
+    assert any("its contents do not match its hash" in p for p in report.problems)
