@@ -37,9 +37,9 @@ import sqlalchemy as sa
 import nim_workflow as nw
 from nim_workflow import _checkpoint, _validate
 from nim_workflow._engine import DEFAULT_URL, ROSTER_ROLE
-from nim_workflow._families import STOPPED
 from nim_workflow._pathway._diagram import render_mermaid, render_text
 from nim_workflow._pathway._model import FactSpec
+from nim_workflow._trial._visits import STOPPED
 from nim_workflow._values import EventKind
 
 __all__ = ["main"]

@@ -509,6 +509,32 @@ class Engine(FamilyActions):
         if connection is not None:
             yield from self._write_in_host(connection)
             return
+        unit: _Unit | None = None
+        try:
+            with self._transaction() as conn:
+                unit = _Unit(conn)
+                try:
+                    yield unit
+                except ActionRefused:
+                    unit.finish(refused=True)
+                    raise
+                unit.finish()
+        except ActionRefused:
+            # Committed (the refusal's own entry): publish it as any committed change.
+            if unit is not None:
+                self._after_commit(unit)
+            raise
+        assert unit is not None
+        self._after_commit(unit)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A writing transaction on a connection of ours.
+
+        Committed when the body ends, or when it raises a refusal (``ActionRefused``: what the
+        refusal wrote, its ``denied`` entry, stands); rolled back on any other error. A writer
+        that lost to another (a lock conflict) raises :class:`ConcurrentUpdate`.
+        """
         try:
             with self._sa.connect() as conn:
                 if self._dialect == "sqlite":
@@ -517,24 +543,31 @@ class Engine(FamilyActions):
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
                     conn.begin()
-                unit = _Unit(conn)
                 try:
-                    yield unit
+                    yield conn
                 except ActionRefused:
-                    unit.finish(refused=True)
                     conn.commit()
-                    self._after_commit(unit)
                     raise
                 except BaseException:
                     conn.rollback()
                     raise
-                unit.finish()
                 conn.commit()
         except DBAPIError as exc:
             if _is_lock_conflict(exc):
                 raise ConcurrentUpdate("(database)", None, None) from exc
             raise
-        self._after_commit(unit)
+
+    def _begin_in_host(self, connection: Connection) -> None:
+        """Begin the host's transaction on SQLite before a first SAVEPOINT, if not begun yet.
+
+        The sqlite3 driver begins lazily, before the first write; a SAVEPOINT issued first would
+        open (and on release commit) a transaction of its own.
+        """
+        if self._dialect != "sqlite":
+            return
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not getattr(raw, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def _after_commit(self, unit: _Unit) -> None:
         """Sequence what just committed (PostgreSQL; SQLite did it inline), then publish."""
@@ -580,12 +613,7 @@ class Engine(FamilyActions):
         untouched and nothing half-written can be committed with it; a refusal keeps its
         ``denied`` event. Events wait for the host's commit.
         """
-        if self._dialect == "sqlite":
-            raw = connection.connection.dbapi_connection
-            if raw is not None and not getattr(raw, "in_transaction", True):
-                # The sqlite3 driver begins lazily, before the first write; a SAVEPOINT issued
-                # first would open (and on release commit) a transaction of its own.
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        self._begin_in_host(connection)
         savepoint = connection.begin_nested()
         unit = _Unit(connection)
         try:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from nim_workflow import _deadlines, _decide, _validate
 from nim_workflow._calendar import WorkingCalendar
@@ -37,7 +37,6 @@ from nim_workflow._deadlines import CaseClock
 from nim_workflow._errors import (
     ActionRefused,
     AlreadyAllocated,
-    ConcurrentUpdate,
     FamilyExists,
     FamilyNotFound,
     InvalidInput,
@@ -60,11 +59,8 @@ from nim_workflow._values import Actor, Case, Family, Visit
 if TYPE_CHECKING:
     from nim_workflow._engine import Engine, _Unit
 
-__all__ = ["STOPPED", "FamilyActions"]
+__all__ = ["FamilyActions"]
 
-#: Trial statuses that stop research visits (TRIAL.md): their reminders are cancelled and no
-#: visit is recorded while the family holds one.
-STOPPED = _visits.STOPPED
 #: Statuses a family may be moved into by ``set_trial_status``, from the statuses listed.
 #: ``randomised`` is the allocation's; a family lost to follow-up and found again returns to it.
 _STATUS_FROM: Mapping[str, frozenset[str]] = {
@@ -100,6 +96,12 @@ def _to_family(row: Any, children: Sequence[Any]) -> Family:
         randomised_on=row.randomised_on,
         version=row.version,
     )
+
+
+def _anchor_of(facts: Mapping[str, Any], rule: VisitRule) -> dt.date | None:
+    """The date a visit per child runs from: its anchor fact as the child's case holds it."""
+    value = facts.get(rule.anchor)
+    return None if value is None else dt.date.fromisoformat(value)
 
 
 def _child_list(children: object) -> list[str]:
@@ -158,6 +160,10 @@ class FamilyActions:
                 f"({row.updated_at.isoformat()}); history is written in order",
                 field="at",
             )
+
+    def _stored_family(self: Engine, conn: Connection, reference: str) -> Family:
+        """The family as this transaction now has it, with its children."""
+        return _to_family(self._lock_family(conn, reference), _children_of(conn, reference))
 
     def _check_family_may(
         self: Engine,
@@ -344,7 +350,7 @@ class FamilyActions:
                 },
                 stream="family",
             )
-            family = _to_family(self._lock_family(conn, reference), _children_of(conn, reference))
+            family = self._stored_family(conn, reference)
         self._log.info("nimwf.family_opened", reference=reference, actor_id=actor.id, outcome="ok")
         return family
 
@@ -391,7 +397,7 @@ class FamilyActions:
                 detail={"child": child, "facts": child_facts[child], **placed, "visits": planned},
                 stream="family",
             )
-            result = _to_family(self._lock_family(conn, family), _children_of(conn, family))
+            result = self._stored_family(conn, family)
         self._log.info(
             "nimwf.child_added", reference=family, child=child, actor_id=actor.id, outcome="ok"
         )
@@ -445,7 +451,7 @@ class FamilyActions:
                     f"{', '.join(sorted(trial.arms))}",
                     field="arm",
                 )
-            if row.status in STOPPED or row.status == "completed":
+            if row.status in _visits.STOPPED or row.status == "completed":
                 raise InvalidInput(
                     f"family {family} is {row.status}; a family is allocated before that",
                     field="family",
@@ -702,7 +708,7 @@ class FamilyActions:
                 detail={"from": row.status, "to": status, "reminders": reminders},
                 stream="family",
             )
-            result = _to_family(self._lock_family(conn, family), _children_of(conn, family))
+            result = self._stored_family(conn, family)
         self._log.info(
             "nimwf.status_changed", reference=family, status=status, actor_id=actor.id, outcome="ok"
         )
@@ -712,7 +718,7 @@ class FamilyActions:
         self: Engine, conn: Connection, family: str, status: str, when: dt.datetime
     ) -> str | None:
         """Cancel the pending visit reminders when visits stop; re-arm the future ones on return."""
-        if status in STOPPED or status == "completed":
+        if status in _visits.STOPPED or status == "completed":
             conn.execute(
                 visit_alarms.update()
                 .where(visit_alarms.c.family == family, visit_alarms.c.status == "pending")
@@ -912,38 +918,13 @@ class FamilyActions:
 
     @contextmanager
     def _family_transaction(self: Engine, connection: Connection | None) -> Iterator[Connection]:
-        """The host's connection as given, or one of ours committed here if nothing raised.
-
-        A refusal commits (its ``denied`` entry); any other error rolls back.
-        """
-        if connection is not None:
-            if self._dialect == "sqlite":
-                raw = connection.connection.dbapi_connection
-                if raw is not None and not getattr(raw, "in_transaction", True):
-                    # As in the engine's own host path: the sqlite3 driver begins lazily, and a
-                    # SAVEPOINT issued first would open (and on release commit) its own.
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
+        """The host's connection as given (its transaction begun), or a transaction of ours."""
+        if connection is None:
+            with self._transaction() as conn:
+                yield conn
             return
-        try:
-            with self._sa.connect() as conn:
-                if self._dialect == "sqlite":
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    conn.begin()
-                try:
-                    yield conn
-                except ActionRefused:
-                    conn.commit()
-                    raise
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
-        except DBAPIError as exc:
-            if _is_conflict(exc):
-                raise ConcurrentUpdate("(database)", None, None) from exc
-            raise
+        self._begin_in_host(connection)
+        yield connection
 
     # -- research visits ---------------------------------------------------------------------------
 
@@ -966,7 +947,7 @@ class FamilyActions:
             if rule.per == "family":
                 subjects = [(family.reference, family.randomised_on)]
             else:
-                subjects = [(c, self._anchor_of(unit.conn, c, rule)) for c in children]
+                subjects = [(c, _anchor_of(unit.cases[c].case.facts, rule)) for c in children]
             for subject, anchor_on in subjects:
                 if anchor_on is None:
                     continue
@@ -976,14 +957,6 @@ class FamilyActions:
                     )
                 )
         return planned
-
-    @staticmethod
-    def _anchor_of(conn: Connection, reference: str, rule: VisitRule) -> dt.date | None:
-        facts = conn.execute(
-            sa.select(cases.c.facts).where(cases.c.reference == reference)
-        ).scalar()
-        value = (facts or {}).get(rule.anchor)
-        return None if value is None else dt.date.fromisoformat(value)
 
     @staticmethod
     def _store_visit(
@@ -1113,7 +1086,7 @@ class FamilyActions:
                     field="family",
                 )
             self._check_family_not_before(row, when)
-            if row.status in STOPPED:
+            if row.status in _visits.STOPPED:
                 raise InvalidInput(
                     f"family {family} is {row.status}: its research visits have stopped",
                     field="family",
@@ -1362,9 +1335,3 @@ class FamilyActions:
             for visit in stored
         ]
         return sorted(out, key=lambda v: (order.get(v.name, len(order)), v.opens_on, v.subject))
-
-
-def _is_conflict(exc: DBAPIError) -> bool:
-    from nim_workflow._engine import _is_lock_conflict
-
-    return _is_lock_conflict(exc)

@@ -654,11 +654,15 @@ class _Compiler:
         )
 
     def _pathway_id(self, node: _Node) -> str | None:
+        return self._hyphenated_id(node, "pathway")
+
+    def _hyphenated_id(self, node: _Node, what: str) -> str | None:
+        """An id of lowercase words joined by single hyphens (a pathway's, a trial's)."""
         text = self._string(node)
         if text is not None and not _PATHWAY_ID.fullmatch(text):
             self._bad(
                 node,
-                f"{text!r} is not a valid pathway id: use lowercase letters and digits in words "
+                f"{text!r} is not a valid {what} id: use lowercase letters and digits in words "
                 "joined by single hyphens",
             )
             return None

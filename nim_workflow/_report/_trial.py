@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DELIVERY_VALUES",
-    "STOPPED_STATUSES",
     "ChildOutcome",
     "FamilyCount",
     "TrialData",
@@ -66,8 +65,6 @@ __all__ = [
     "trial_view",
 ]
 
-#: Trial statuses that stop research visits (TRIAL.md; the engine's ``STOPPED``).
-STOPPED_STATUSES = _visits.STOPPED
 #: The values of ``intervention_received`` the trial's pathways declare, in the order shown.
 DELIVERY_VALUES = ("received", "partly", "not_received")
 _DELIVERY_LABELS = {

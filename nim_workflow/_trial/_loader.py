@@ -23,7 +23,6 @@ from typing import Literal, TypeVar
 from nim_workflow._errors import PathwayError, Problem
 from nim_workflow._pathway._bundled import bundled_pathways
 from nim_workflow._pathway._loader import (
-    _PATHWAY_ID,
     DOCUMENT,
     FILE,
     _Compiler,
@@ -211,15 +210,7 @@ class _Checker(_Compiler):
     # Header.
 
     def _trial_id(self, node: _Node) -> str | None:
-        text = self._string(node)
-        if text is not None and not _PATHWAY_ID.fullmatch(text):
-            self._bad(
-                node,
-                f"{text!r} is not a valid trial id: use lowercase letters and digits in words "
-                "joined by single hyphens",
-            )
-            return None
-        return text
+        return self._hyphenated_id(node, "trial")
 
     def _unit(self, node: _Node) -> Literal["family"] | None:
         text = self._string(node)
